@@ -1,0 +1,333 @@
+package manus
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
+)
+
+const (
+	testClientID     = "tm_RRa7dgjD_AFhru6AnZJ8W"
+	testClientSecret = "a1b2c3d4e5f6789012345678901234567890abcdef1234567890abcdef123456"
+)
+
+// testClock is an injected clock the tests move by hand.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{now: time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// syncBuffer collects the backend's log output from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testEnv is a backend on in-memory storage with an injected clock, talking
+// to a strict stand-in for Manus over loopback HTTP.
+type testEnv struct {
+	t       *testing.T
+	b       *backend
+	storage logical.Storage
+	clock   *testClock
+	manus   *standin.Server
+	baseURL string
+	logs    *syncBuffer
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	manus := standin.New()
+	manus.AddClient(testClientID, testClientSecret)
+	server := httptest.NewServer(manus)
+	t.Cleanup(server.Close)
+
+	e := &testEnv{
+		t:       t,
+		storage: &logical.InmemStorage{},
+		clock:   newTestClock(),
+		manus:   manus,
+		baseURL: server.URL,
+		logs:    &syncBuffer{},
+	}
+	e.b = e.newBackend()
+	t.Cleanup(func() {
+		e.b.Clean(context.Background())
+		e.assertNoContractViolations()
+		e.assertLogsHoldNoSecrets()
+	})
+	return e
+}
+
+// secondMount is another mount of the same plugin process: its own storage
+// and backend, the same Manus, clock and log.
+func (e *testEnv) secondMount() *testEnv {
+	other := *e
+	other.storage = &logical.InmemStorage{}
+	other.b = other.newBackend()
+	e.t.Cleanup(func() { other.b.Clean(context.Background()) })
+	return &other
+}
+
+// newBackend builds a backend on the env's storage, as Vault does for a
+// mount on a plugin reload or on another node.
+func (e *testEnv) newBackend() *backend {
+	e.t.Helper()
+	b := newBackend(e.clock.Now)
+	conf := logical.TestBackendConfig()
+	conf.StorageView = e.storage
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: e.logs})
+	if err := b.Setup(context.Background(), conf); err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+func (e *testEnv) request(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	return e.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: op,
+		Path:      path,
+		Data:      data,
+		Storage:   e.storage,
+	})
+}
+
+// writeConfig writes config as the CLI would: create on a fresh mount,
+// update afterwards.
+func (e *testEnv) writeConfig(data map[string]any) (*logical.Response, error) {
+	var op logical.Operation = logical.UpdateOperation
+	if cfg, err := readConfig(context.Background(), e.storage); err == nil && cfg == nil {
+		op = logical.CreateOperation
+	}
+	return e.request(op, "config", data)
+}
+
+func (e *testEnv) validConfig() map[string]any {
+	return map[string]any{
+		"client_id":     testClientID,
+		"client_secret": testClientSecret,
+		"base_url":      e.baseURL,
+	}
+}
+
+// configure writes a valid config and fails the test if that fails.
+func (e *testEnv) configure(extra map[string]any) {
+	e.t.Helper()
+	data := e.validConfig()
+	for k, v := range extra {
+		data[k] = v
+	}
+	resp, err := e.writeConfig(data)
+	requireOK(e.t, resp, err)
+}
+
+// readToken reads <mount>/token and fails the test on error.
+func (e *testEnv) readToken() *logical.Response {
+	e.t.Helper()
+	resp, err := e.request(logical.ReadOperation, "token", nil)
+	requireOK(e.t, resp, err)
+	if resp == nil || resp.Secret == nil {
+		e.t.Fatalf("token read returned no leased secret: %#v", resp)
+	}
+	return resp
+}
+
+// readTokenError reads <mount>/token expecting a failure and returns its
+// HTTP status and message.
+func (e *testEnv) readTokenError() (int, string) {
+	e.t.Helper()
+	resp, err := e.request(logical.ReadOperation, "token", nil)
+	return failureOf(e.t, resp, err)
+}
+
+func (e *testEnv) assertNoContractViolations() {
+	if v := e.manus.Violations(); len(v) > 0 {
+		e.t.Errorf("the plugin broke the token endpoint contract: %q", v)
+	}
+}
+
+func (e *testEnv) assertLogsHoldNoSecrets() {
+	logs := e.logs.String()
+	if strings.Contains(logs, testClientSecret) {
+		e.t.Errorf("the client secret appears in the plugin log")
+	}
+	for _, tok := range e.manus.Issued() {
+		if strings.Contains(logs, tok) {
+			e.t.Errorf("an access token appears in the plugin log")
+		}
+	}
+}
+
+func requireOK(t *testing.T, resp *logical.Response, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	if resp != nil && resp.IsError() {
+		t.Fatalf("unexpected error response: %v", resp.Error())
+	}
+}
+
+// failureOf returns the HTTP status Vault would send for a failed request
+// and its message; it fails the test if the request succeeded.
+func failureOf(t *testing.T, resp *logical.Response, err error) (int, string) {
+	t.Helper()
+	var coded logical.HTTPCodedError
+	switch {
+	case errors.As(err, &coded):
+		return coded.Code(), coded.Error()
+	case err != nil:
+		return http.StatusInternalServerError, err.Error()
+	case resp != nil && resp.IsError():
+		return http.StatusBadRequest, resp.Error().Error()
+	}
+	t.Fatalf("expected the request to fail, got %#v", resp)
+	return 0, ""
+}
+
+func accessTokenOf(resp *logical.Response) string {
+	return resp.Data["access_token"].(string)
+}
+
+func TestFactoryReportsRunningVersion(t *testing.T) {
+	conf := logical.TestBackendConfig()
+	conf.StorageView = &logical.InmemStorage{}
+	b, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	versioner, ok := b.(logical.PluginVersioner)
+	if !ok {
+		t.Fatal("backend does not report a plugin version")
+	}
+	if got := versioner.PluginVersion().Version; got != Version || !strings.HasPrefix(got, "v") {
+		t.Fatalf("PluginVersion = %q, want %q with a leading v", got, Version)
+	}
+}
+
+func TestFactoryRejectsNilConfig(t *testing.T) {
+	if _, err := Factory(context.Background(), nil); err == nil {
+		t.Fatal("Factory(nil) succeeded")
+	}
+}
+
+func TestConfigIsSealWrapped(t *testing.T) {
+	b := newBackend(time.Now)
+	if got := b.SpecialPaths().SealWrapStorage; len(got) != 1 || got[0] != configStorageKey {
+		t.Fatalf("SealWrapStorage = %q, want [%q]", got, configStorageKey)
+	}
+}
+
+func TestUnconfiguredMountSaysToWriteConfig(t *testing.T) {
+	e := newTestEnv(t)
+	status, msg := e.readTokenError()
+	if status != http.StatusBadRequest || !strings.Contains(msg, "config") || !strings.Contains(msg, "client_id") {
+		t.Fatalf("got %d %q, want a 400 telling the operator to write config", status, msg)
+	}
+}
+
+func TestMountsAreIndependent(t *testing.T) {
+	// Multiplexing serves every mount from one process: two backends must
+	// keep separate credentials and separate tokens.
+	prod := newTestEnv(t)
+	sandbox := prod.secondMount()
+	prod.manus.AddClient("tm_sandbox", "sandbox-secret")
+	prod.configure(nil)
+	sandbox.configure(map[string]any{"client_id": "tm_sandbox", "client_secret": "sandbox-secret"})
+
+	tokProd, tokSandbox := accessTokenOf(prod.readToken()), accessTokenOf(sandbox.readToken())
+	if tokProd == tokSandbox {
+		t.Fatal("two mounts share a token")
+	}
+	if prod.manus.Mints() != 2 {
+		t.Fatalf("mints = %d, want one per mount", prod.manus.Mints())
+	}
+
+	// Dropping one mount's config leaves the other serving.
+	if _, err := prod.request(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	if accessTokenOf(sandbox.readToken()) != tokSandbox {
+		t.Fatal("deleting one mount's config changed another mount's token")
+	}
+}
+
+func TestInvalidateConfigDropsCachedToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	first := accessTokenOf(e.readToken())
+
+	// Another node changed config: storage holds the new value and Vault
+	// calls Invalidate on this node.
+	e.manus.AddClient("tm_rotated", "rotated-secret")
+	cfg, _ := readConfig(context.Background(), e.storage)
+	cfg.ClientID, cfg.ClientSecret = "tm_rotated", "rotated-secret"
+	if err := writeConfig(context.Background(), e.storage, cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.b.InvalidateKey(context.Background(), configStorageKey)
+
+	second := accessTokenOf(e.readToken())
+	if second == first || e.manus.Mints() != 2 {
+		t.Fatalf("after Invalidate(config) the cached token was reused (mints=%d)", e.manus.Mints())
+	}
+}
+
+func TestInvalidateOtherKeyKeepsCachedToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	first := accessTokenOf(e.readToken())
+	e.b.InvalidateKey(context.Background(), "something-else")
+	if accessTokenOf(e.readToken()) != first || e.manus.Mints() != 1 {
+		t.Fatal("an unrelated invalidation dropped the token")
+	}
+}
+
+func TestCleanDropsCachedToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.readToken()
+	e.b.Clean(context.Background())
+	if e.b.tokens.Load() != nil {
+		t.Fatal("Clean kept the token cache")
+	}
+}

@@ -1,0 +1,23 @@
+// Command vault-plugin-secrets-manus is the plugin binary Vault runs. All
+// logic lives in the root package; this only serves it.
+package main
+
+import (
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/plugin"
+
+	manus "github.com/manus-community/vault-plugin-secrets-manus"
+)
+
+func main() {
+	// Multiplexed: one process serves every mount of the plugin.
+	err := plugin.ServeMultiplex(&plugin.ServeOpts{
+		BackendFactoryFunc: manus.Factory,
+	})
+	if err != nil {
+		hclog.New(&hclog.LoggerOptions{}).Error("plugin shutting down", "error", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,6 @@
+# For applications, connectors and Vault Agents that need a Manus bearer
+# token: read the token, nothing else. They can never see or change the
+# credential it is minted from.
+path "manus/token" {
+  capabilities = ["read"]
+}

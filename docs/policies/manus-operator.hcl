@@ -1,0 +1,15 @@
+# For the people who manage the mount: set, rotate, inspect and remove the
+# Manus credential, read a token to check it works, and clear token leases.
+path "manus/config" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+
+path "manus/token" {
+  capabilities = ["read"]
+}
+
+# `vault lease revoke -prefix manus/token` (ends leases only; the bearer
+# token stays valid at Manus until it expires).
+path "sys/leases/revoke-prefix/manus/token" {
+  capabilities = ["update", "sudo"]
+}

@@ -1,0 +1,141 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestVaultAgentKeepsRenderedTokenValid runs a real Vault Agent whose
+// template renders manus/token into a file, with Manus issuing 20-second
+// tokens. For over a minute the file must move on to new tokens, and at no
+// instant may it hold a token Manus considers expired.
+func TestVaultAgentKeepsRenderedTokenValid(t *testing.T) {
+	t.Parallel()
+	const lifetime = 20 * time.Second
+	const watchFor = 65 * time.Second
+
+	v := startVault(t)
+	manus := startManus(t)
+	manus.SetLifetime(lifetime)
+	v.registerPlugin()
+	v.mount("manus")
+	v.configure("manus", manus)
+
+	rendered := filepath.Join(v.dir, "manus-token")
+	startAgent(t, v, rendered)
+
+	seen := map[string]time.Time{} // token -> first seen
+	var order []string
+	deadline := time.Now().Add(watchFor)
+	for time.Now().Before(deadline) {
+		data, err := os.ReadFile(rendered)
+		now := time.Now()
+		if err == nil && len(data) > 0 {
+			tok := strings.TrimSpace(string(data))
+			if _, ok := seen[tok]; !ok {
+				seen[tok] = now
+				order = append(order, tok)
+			}
+			if !manus.IsValid(tok) {
+				t.Fatalf("at %s the rendered file holds a token Manus does not accept (issued: %v, expired at %s)",
+					now.Format(time.StampMilli), manus.ClientOf(tok) != "", manus.ExpiresAt(tok).Format(time.StampMilli))
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	if len(order) < 3 {
+		t.Fatalf("the rendered file showed %d distinct tokens in %s of %s tokens; want at least 3", len(order), watchFor, lifetime)
+	}
+	for i, tok := range order {
+		t.Logf("token %d rendered at +%s, expires at +%s", i, seen[tok].Sub(seen[order[0]]).Round(time.Millisecond), manus.ExpiresAt(tok).Sub(seen[order[0]]).Round(time.Millisecond))
+	}
+	// One mint per rendered token at most (plus config verification): the
+	// Agent's re-reads are what drive minting, nothing else.
+	if mints := manus.Mints(); mints > len(order)+2 {
+		t.Fatalf("%d mints for %d rendered tokens", mints, len(order))
+	}
+}
+
+// startAgent runs `vault agent` with token-file auto-auth and one template;
+// it is stopped when the test ends.
+func startAgent(t *testing.T, v *vaultServer, destination string) {
+	t.Helper()
+	tokenFile := filepath.Join(v.dir, "agent-token")
+	writeFile(t, tokenFile, rootToken)
+	config := filepath.Join(v.dir, "agent.hcl")
+	writeFile(t, config, fmt.Sprintf(`
+vault {
+  address = %q
+}
+
+auto_auth {
+  method "token_file" {
+    config = {
+      token_file_path = %q
+    }
+  }
+}
+
+template_config {
+  exit_on_retry_failure = true
+}
+
+template {
+  contents    = "{{ with secret \"manus/token\" }}{{ .Data.access_token }}{{ end }}"
+  destination = %q
+  perms       = "0600"
+}
+`, v.addr, tokenFile, destination))
+
+	logPath := filepath.Join(v.dir, "agent.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, vaultBin, "agent", "-config="+config, "-log-level=debug")
+	cmd.Env = v.env()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cancel()
+		<-exited
+		logFile.Close()
+		if t.Failed() {
+			data, _ := os.ReadFile(logPath)
+			t.Logf("vault agent log:\n%s", data)
+		}
+	})
+
+	// Wait for the first render, or fail early if the agent died.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if data, err := os.ReadFile(destination); err == nil && len(data) > 0 {
+			return
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("vault agent exited before rendering: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatal("vault agent rendered nothing within 30s")
+}

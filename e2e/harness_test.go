@@ -1,0 +1,440 @@
+//go:build e2e
+
+// Package e2e runs the plugin the way operators do: built as a binary,
+// registered by sha256 and version in a real `vault server`, driven through
+// the real vault CLI and HTTP API, and consumed by a real Vault Agent. Manus
+// is played by the strict stand-in on loopback.
+//
+// Run with `make test`, or `go test -tags e2e ./e2e/` with VAULT_BIN set (or
+// scripts/ensure-vault.sh able to find or build Vault).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
+)
+
+const (
+	pluginName   = "vault-plugin-secrets-manus"
+	rootToken    = "root"
+	testClientID = "tm_e2eClient_AFhru6AnZJ8W"
+	// A distinctive secret, so a leak is unmistakable in any log.
+	testClientSecret = "e2e5ecret0f7h3c4nary9b1e2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2"
+)
+
+var (
+	vaultBin      string // the vault binary: server, CLI and Agent
+	pluginDir     string // holds the freshly built plugin binary
+	pluginSHA256  string
+	pluginVersion string // as stamped into the binary, e.g. v0.1.0
+	repoRoot      string
+)
+
+func TestMain(m *testing.M) {
+	code, err := setUp(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup failed:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func setUp(m *testing.M) (int, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return 0, err
+	}
+	repoRoot = filepath.Dir(wd)
+	if vaultBin, err = findVault(); err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp("", "manus-e2e-plugins-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	pluginDir = dir
+	if err := buildPlugin(); err != nil {
+		return 0, err
+	}
+	return m.Run(), nil
+}
+
+// findVault takes $VAULT_BIN, else asks the repo's script, which finds or
+// builds one. A missing Vault fails the suite; it never skips it.
+func findVault() (string, error) {
+	if bin := os.Getenv("VAULT_BIN"); bin != "" {
+		return bin, nil
+	}
+	cmd := exec.Command(filepath.Join(repoRoot, "scripts", "ensure-vault.sh"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("scripts/ensure-vault.sh: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func buildPlugin() error {
+	version, err := os.ReadFile(filepath.Join(repoRoot, "VERSION"))
+	if err != nil {
+		return err
+	}
+	pluginVersion = "v" + strings.TrimSpace(string(version))
+	bin := filepath.Join(pluginDir, pluginName)
+	cmd := exec.Command("go", "build", "-trimpath",
+		"-ldflags", "-X github.com/manus-community/vault-plugin-secrets-manus.Version="+pluginVersion,
+		"-o", bin, "./cmd/"+pluginName)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the plugin: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	pluginSHA256 = hex.EncodeToString(sum[:])
+	return nil
+}
+
+// vaultServer is one `vault server -dev` with its own port, plugin
+// directory, log and CLI home.
+type vaultServer struct {
+	t       *testing.T
+	addr    string // http://127.0.0.1:port
+	dir     string
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+// startVault starts a dev server with the plugin directory configured but
+// the plugin not yet registered. It is stopped, with every plugin process
+// it started, when the test ends.
+func startVault(t *testing.T) *vaultServer {
+	t.Helper()
+	dir := t.TempDir()
+	port := freePort(t)
+	v := &vaultServer{
+		t:       t,
+		addr:    fmt.Sprintf("http://127.0.0.1:%d", port),
+		dir:     dir,
+		logPath: filepath.Join(dir, "vault.log"),
+		done:    make(chan struct{}),
+	}
+	configPath := filepath.Join(dir, "extra.hcl")
+	writeFile(t, configPath, fmt.Sprintf("plugin_directory = %q\n", pluginDir))
+
+	logFile, err := os.Create(v.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.cmd = exec.Command(vaultBin, "server", "-dev",
+		"-dev-root-token-id="+rootToken,
+		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
+		"-dev-no-store-token",
+		"-config="+configPath,
+		"-log-level=trace",
+	)
+	v.cmd.Env = v.env()
+	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
+	// Its own process group, so cleanup reaches the plugin processes too.
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := v.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = v.cmd.Wait()
+		logFile.Close()
+		close(v.done)
+	}()
+	t.Cleanup(v.stop)
+	v.waitReady()
+	return v
+}
+
+func (v *vaultServer) env() []string {
+	return append(os.Environ(),
+		"VAULT_ADDR="+v.addr,
+		"VAULT_TOKEN="+rootToken,
+		"HOME="+v.dir, // keep the CLI's token helper out of the real home
+		"VAULT_FORMAT=",
+		"VAULT_CLI_NO_COLOR=1",
+	)
+}
+
+func (v *vaultServer) waitReady() {
+	v.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-v.done:
+			v.t.Fatalf("vault server exited during start-up:\n%s", v.logTail())
+		default:
+		}
+		resp, err := http.Get(v.addr + "/v1/sys/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	v.t.Fatalf("vault server not ready after 30s:\n%s", v.logTail())
+}
+
+// stop ends the server and its plugin processes: SIGTERM to the group, then
+// SIGKILL if it lingers.
+func (v *vaultServer) stop() {
+	pgid := v.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-v.done:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-v.done
+	}
+	// Plugin processes may outlive vault by a moment.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if v.t.Failed() {
+		v.t.Logf("vault server log (tail):\n%s", v.logTail())
+	}
+}
+
+func (v *vaultServer) log() string {
+	data, _ := os.ReadFile(v.logPath)
+	return string(data)
+}
+
+func (v *vaultServer) logTail() string {
+	log := v.log()
+	if len(log) > 8000 {
+		log = "...\n" + log[len(log)-8000:]
+	}
+	return log
+}
+
+// vault runs the CLI and returns its stdout; stderr is folded into the error.
+func (v *vaultServer) vault(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, vaultBin, args...)
+	cmd.Env = v.env()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("vault %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// vaultAs runs the CLI with another token.
+func (v *vaultServer) vaultAs(token string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, vaultBin, args...)
+	cmd.Env = append(v.env(), "VAULT_TOKEN="+token)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("vault %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// tokenWithPolicy creates a token holding only the named policy.
+func (v *vaultServer) tokenWithPolicy(policy string) string {
+	v.t.Helper()
+	return strings.TrimSpace(v.mustVault("token", "create", "-policy="+policy, "-no-default-policy", "-field=token"))
+}
+
+// mustVault runs the CLI and fails the test on error.
+func (v *vaultServer) mustVault(args ...string) string {
+	v.t.Helper()
+	out, err := v.vault(args...)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return out
+}
+
+// vaultJSON runs a CLI command ("read", "plugin info", ...) with
+// -format=json and decodes its output.
+func (v *vaultServer) vaultJSON(out any, command string, args ...string) {
+	v.t.Helper()
+	args = append(append(strings.Fields(command), "-format=json"), args...)
+	text := v.mustVault(args...)
+	if err := json.Unmarshal([]byte(text), out); err != nil {
+		v.t.Fatalf("decoding %q: %v", text, err)
+	}
+}
+
+// secretResponse is the CLI's and the API's JSON for a read.
+type secretResponse struct {
+	LeaseID       string         `json:"lease_id"`
+	LeaseDuration int            `json:"lease_duration"`
+	Renewable     bool           `json:"renewable"`
+	Data          map[string]any `json:"data"`
+	Warnings      []string       `json:"warnings"`
+}
+
+func (v *vaultServer) readSecret(path string) secretResponse {
+	v.t.Helper()
+	var resp secretResponse
+	v.vaultJSON(&resp, "read", path)
+	return resp
+}
+
+// registerPlugin registers the freshly built binary by checksum and version.
+func (v *vaultServer) registerPlugin() {
+	v.t.Helper()
+	v.mustVault("plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion, "secret", pluginName)
+}
+
+// mount enables the plugin at path.
+func (v *vaultServer) mount(path string) {
+	v.t.Helper()
+	v.mustVault("secrets", "enable", "-path="+path, pluginName)
+}
+
+// httpGet reads a path through Vault's HTTP API with the root token.
+func (v *vaultServer) httpGet(path string) (int, secretResponse, error) {
+	req, err := http.NewRequest(http.MethodGet, v.addr+"/v1/"+path, nil)
+	if err != nil {
+		return 0, secretResponse{}, err
+	}
+	req.Header.Set("X-Vault-Token", rootToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, secretResponse{}, err
+	}
+	defer resp.Body.Close()
+	var out secretResponse
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(body, &out); err != nil {
+			return resp.StatusCode, out, err
+		}
+	} else {
+		err = errors.New(string(body))
+	}
+	return resp.StatusCode, out, err
+}
+
+// fakeManus is the stand-in on loopback.
+type fakeManus struct {
+	*standin.Server
+	url string
+}
+
+func startManus(t *testing.T) *fakeManus {
+	t.Helper()
+	s := standin.New()
+	s.AddClient(testClientID, testClientSecret)
+	server := httptest.NewServer(s)
+	t.Cleanup(func() {
+		server.Close()
+		if v := s.Violations(); len(v) > 0 {
+			t.Errorf("the plugin broke the Manus token endpoint contract: %q", v)
+		}
+	})
+	return &fakeManus{Server: s, url: server.URL}
+}
+
+// configure writes the mount's config through the CLI.
+func (v *vaultServer) configure(mount string, manus *fakeManus, extra ...string) {
+	v.t.Helper()
+	args := append([]string{"write", mount + "/config",
+		"client_id=" + testClientID,
+		"client_secret=" + testClientSecret,
+		"base_url=" + manus.url,
+	}, extra...)
+	v.mustVault(args...)
+}
+
+// pluginProcesses counts running processes of the plugin binary under this
+// server's process group.
+func (v *vaultServer) pluginProcesses() int {
+	v.t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.HasPrefix(cmdline, []byte(filepath.Join(pluginDir, pluginName))) {
+			continue
+		}
+		if pgid, err := syscall.Getpgid(atoi(e.Name())); err == nil && pgid == v.cmd.Process.Pid {
+			n++
+		}
+	}
+	return n
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// parallelReads runs n concurrent reads of path through the HTTP API.
+func (v *vaultServer) parallelReads(path string, n int) ([]secretResponse, []error) {
+	out := make([]secretResponse, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, resp, err := v.httpGet(path)
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("HTTP %d", status)
+			}
+			out[i], errs[i] = resp, err
+		}()
+	}
+	wg.Wait()
+	return out, errs
+}

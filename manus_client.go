@@ -1,0 +1,225 @@
+package manus
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpproxy"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+const (
+	// tokenEndpointPath is appended to base_url; it is the only Manus
+	// endpoint the plugin calls to mint tokens.
+	tokenEndpointPath = "/api/user/manage/v1/oauth/token"
+
+	// maxTokenResponseBytes caps what the plugin reads of a token response.
+	// A real answer is a few hundred bytes; the cap keeps a misbehaving
+	// upstream or proxy from making the plugin buffer megabytes.
+	maxTokenResponseBytes = 64 << 10
+)
+
+// manusClient mints access tokens from the Manus token endpoint with the
+// OAuth2 client-credentials grant. It holds one mount's credentials and a
+// transport whose idle connections are reused between mints.
+type manusClient struct {
+	oauth          clientcredentials.Config
+	tokenURL       string
+	attemptTimeout time.Duration
+	transport      *http.Transport
+	clock          func() time.Time
+}
+
+func newManusClient(cfg *manusConfig, clock func() time.Time) (*manusClient, error) {
+	transport, err := newTransport(cfg.CACert)
+	if err != nil {
+		return nil, err
+	}
+	tokenURL := cfg.tokenURL()
+	return &manusClient{
+		oauth: clientcredentials.Config{
+			ClientID:     cfg.ClientID,
+			ClientSecret: cfg.ClientSecret,
+			TokenURL:     tokenURL,
+			// Manus takes the credentials in the form body only. The
+			// auto-detect default would try HTTP Basic first and send every
+			// failing request twice.
+			AuthStyle: oauth2.AuthStyleInParams,
+		},
+		tokenURL:       tokenURL,
+		attemptTimeout: cfg.RequestTimeout,
+		transport:      transport,
+		clock:          clock,
+	}, nil
+}
+
+// newTransport builds the HTTP transport for one mount. The proxy settings
+// are read from the environment when the transport is built, so
+// `vault plugin register -env HTTPS_PROXY=...` applies on the next config
+// load without a process-wide cache.
+func newTransport(caPEM string) (*http.Transport, error) {
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caPEM != "" {
+		pool, err := certPoolWith(caPEM)
+		if err != nil {
+			return nil, err
+		}
+		tlsConfig.RootCAs = pool
+	}
+	proxyForURL := httpproxy.FromEnvironment().ProxyFunc()
+	return &http.Transport{
+		Proxy: func(req *http.Request) (*url.URL, error) {
+			return proxyForURL(req.URL)
+		},
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          2,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}, nil
+}
+
+// certPoolWith returns the system roots plus the given PEM certificates, so a
+// CA for a TLS-intercepting proxy adds to the public roots rather than
+// replacing them.
+func certPoolWith(caPEM string) (*x509.CertPool, error) {
+	certs, err := parsePEMCertificates(caPEM)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	for _, cert := range certs {
+		pool.AddCert(cert)
+	}
+	return pool, nil
+}
+
+// close releases the idle connections of a client that is being replaced.
+func (c *manusClient) close() {
+	c.transport.CloseIdleConnections()
+}
+
+// mintToken makes one token request. It never returns the upstream body or
+// an oauth2 error text, both of which can carry the request form: every
+// failure is an *upstreamError built from what the exchange recorded.
+func (c *manusClient) mintToken(ctx context.Context) (*accessToken, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
+	defer cancel()
+
+	exchange := &recordedExchange{base: c.transport, limit: maxTokenResponseBytes}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{
+		Transport: exchange,
+		// A redirect would re-send the form, secret included, to wherever
+		// it points. The token endpoint has no reason to redirect.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	})
+
+	sentAt := c.clock()
+	tok, err := c.oauth.Token(ctx)
+	if err != nil {
+		return nil, c.describeFailure(ctx, err, exchange)
+	}
+	return c.acceptToken(tok, exchange, sentAt)
+}
+
+// acceptToken checks a token oauth2 parsed and anchors its expiry at the time
+// the request was sent, which errs on the early side by the round trip.
+func (c *manusClient) acceptToken(tok *oauth2.Token, exchange *recordedExchange, sentAt time.Time) (*accessToken, error) {
+	if !strings.EqualFold(tok.TokenType, "Bearer") {
+		return nil, c.badResponse(exchange, fmt.Sprintf("token_type is %q, expected Bearer", truncate(tok.TokenType, 32)))
+	}
+	lifetime, err := tokenLifetime(tok, time.Now()) // oauth2 stamps Expiry with the wall clock
+	if err != nil {
+		return nil, c.badResponse(exchange, err.Error())
+	}
+	return &accessToken{
+		AccessToken: tok.AccessToken,
+		MintedAt:    sentAt,
+		ExpiresAt:   sentAt.Add(lifetime),
+	}, nil
+}
+
+// describeFailure turns a failed exchange into an operator-facing error.
+func (c *manusClient) describeFailure(ctx context.Context, err error, exchange *recordedExchange) error {
+	switch {
+	case exchange.status == 0 && isTimeout(ctx, err):
+		return &upstreamError{kind: failTimeout, tokenURL: c.tokenURL, timeout: c.attemptTimeout}
+	case exchange.status == 0:
+		return &upstreamError{kind: failConnection, tokenURL: c.tokenURL, detail: c.redact(connectionReason(err))}
+	case exchange.oversized:
+		return c.badResponse(exchange, fmt.Sprintf("the body is larger than %d KiB", maxTokenResponseBytes>>10))
+	}
+	if isTimeout(ctx, err) {
+		return &upstreamError{kind: failTimeout, tokenURL: c.tokenURL, timeout: c.attemptTimeout}
+	}
+	body := parseErrorBody(exchange.body)
+	switch {
+	case body.code != "" || exchange.status >= 300:
+		return c.statusError(exchange, body)
+	default:
+		return c.badResponse(exchange, describeUnparsable(exchange))
+	}
+}
+
+func (c *manusClient) statusError(exchange *recordedExchange, body errorBody) error {
+	e := &upstreamError{
+		tokenURL: c.tokenURL,
+		status:   exchange.status,
+		code:     body.code,
+		detail:   c.redact(body.message),
+	}
+	switch {
+	case exchange.status == http.StatusTooManyRequests:
+		e.kind = failRateLimited
+		e.retryAfter = parseRetryAfter(exchange.retryAfter, c.clock())
+	case exchange.status >= 500:
+		e.kind = failUnavailable
+	case exchange.status >= 300 && exchange.status < 400:
+		e.kind = failRedirect
+	default:
+		e.kind = failRejected
+	}
+	return e.classify()
+}
+
+func (c *manusClient) badResponse(exchange *recordedExchange, why string) error {
+	return &upstreamError{kind: failBadResponse, tokenURL: c.tokenURL, status: exchange.status, detail: c.redact(why)}
+}
+
+// redact removes the client secret, in every encoding a form echo could use,
+// from text that came from upstream.
+func (c *manusClient) redact(text string) string {
+	return redactSecret(text, c.oauth.ClientSecret)
+}
+
+func isTimeout(ctx context.Context, err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) && netErr.Timeout()
+}
+
+// connectionReason keeps the transport's own reason (refused, no such host,
+// certificate problems) without the URL wrapper around it.
+func connectionReason(err error) string {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err
+	}
+	return truncate(err.Error(), 300)
+}

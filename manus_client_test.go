@@ -1,0 +1,272 @@
+package manus
+
+import (
+	"context"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
+)
+
+// TestUpstreamFailuresAreExplained drives every documented failure (and the
+// undocumented ones a real network produces) through a token read and checks
+// the operator sees a message that names the cause and carries the code.
+func TestUpstreamFailuresAreExplained(t *testing.T) {
+	big := `{"access_token":"` + strings.Repeat("x", 1<<20) + `","token_type":"Bearer","expires_in":3600}`
+	cases := []struct {
+		name       string
+		fault      standin.Fault
+		style      standin.ErrorStyle
+		wantStatus int
+		want       []string
+	}{
+		{"deleted credential", standin.Fault{}, standin.GRPCStyle, 502, []string{"HTTP 401 INVALID_CLIENT", "unknown or the credential was deleted", "config"}},
+		{"deleted credential, RFC 6749 body", standin.Fault{}, standin.OAuthStyle, 502, []string{"HTTP 401 INVALID_CLIENT", "config"}},
+		{"invalid request", standin.Fault{Status: 400, Body: `{"code":"INVALID_REQUEST","message":"client_id or client_secret is missing"}`}, 0, 502, []string{"HTTP 400 INVALID_REQUEST", "missing"}},
+		{"invalid grant type", standin.Fault{Status: 400, Body: `{"code":"INVALID_GRANT_TYPE","message":"grant_type must be exactly client_credentials"}`}, 0, 502, []string{"HTTP 400 INVALID_GRANT_TYPE", "client_credentials"}},
+		{"rate limited", standin.Fault{Status: 429, Body: `{"code":"RESOURCE_EXHAUSTED","message":"slow down"}`, Header: map[string]string{"Retry-After": "30"}}, 0, 502, []string{"rate limiting", "HTTP 429", "30s"}},
+		{"rate limited, no body", standin.Fault{Status: 429, Body: ""}, 0, 502, []string{"rate limiting", "HTTP 429"}},
+		{"internal error", standin.Fault{Status: 500, Body: `{"code":"INTERNAL","message":"retry with backoff"}`}, 0, 502, []string{"HTTP 500 INTERNAL", "Manus side"}},
+		{"bad gateway HTML", standin.Fault{Status: 502, Body: "<html><body>Bad Gateway</body></html>", ContentType: "text/html"}, 0, 502, []string{"HTTP 502", "Manus side"}},
+		{"200 with gRPC error body", standin.Fault{Status: 200, Body: `{"code":"INTERNAL","message":"oops"}`}, 0, 502, []string{"HTTP 200 INTERNAL"}},
+		{"200 with RFC 6749 error body", standin.Fault{Status: 200, Body: `{"error":"invalid_client"}`}, 0, 502, []string{"INVALID_CLIENT"}},
+		{"200 HTML page", standin.Fault{Status: 200, Body: "<html>login</html>", ContentType: "text/html"}, 0, 502, []string{"unusable response", "not a JSON object", "text/html"}},
+		{"200 truncated JSON", standin.Fault{Status: 200, Body: `{"access_token":"abc","token_`}, 0, 502, []string{"unusable response"}},
+		{"200 empty body", standin.Fault{Status: 200, Body: ""}, 0, 502, []string{"unusable response", "empty"}},
+		{"200 empty access_token", standin.Fault{Status: 200, Body: `{"access_token":"","token_type":"Bearer","expires_in":3600}`}, 0, 502, []string{"access_token is missing"}},
+		{"200 float expires_in", standin.Fault{Status: 200, Body: `{"access_token":"abc","token_type":"Bearer","expires_in":3600.5}`}, 0, 502, []string{"expires_in is not a whole number"}},
+		{"200 word expires_in", standin.Fault{Status: 200, Body: `{"access_token":"abc","token_type":"Bearer","expires_in":"soon"}`}, 0, 502, []string{"expires_in is not a whole number"}},
+		{"200 negative expires_in", standin.Fault{Status: 200, Body: `{"access_token":"abc","token_type":"Bearer","expires_in":-5}`}, 0, 502, []string{"expires_in is -5"}},
+		{"200 wrong token_type", standin.Fault{Status: 200, Body: `{"access_token":"abc","token_type":"mac","expires_in":3600}`}, 0, 502, []string{`token_type is "mac"`}},
+		{"200 missing token_type", standin.Fault{Status: 200, Body: `{"access_token":"abc","expires_in":3600}`}, 0, 502, []string{`token_type is ""`}},
+		{"oversized body", standin.Fault{Status: 200, Body: big}, 0, 502, []string{"larger than 64 KiB"}},
+		{"redirect", standin.Fault{Status: 307, Body: "", Header: map[string]string{"Location": "https://elsewhere.example/token"}}, 0, 502, []string{"redirect", "HTTP 307"}},
+		{"permission denied", standin.Fault{Status: 403, Body: `{"code":"PERMISSION_DENIED","message":"team suspended"}`}, 0, 502, []string{"HTTP 403 PERMISSION_DENIED", "team suspended"}},
+		{"timeout", stall(3 * time.Second), 0, 504, []string{"within 1s", "request_timeout"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(map[string]any{"verify_credentials": false, "request_timeout": 1})
+			e.manus.SetErrorStyle(tc.style)
+			if tc.fault.Status == 0 && tc.fault.Stall == 0 {
+				e.manus.DeleteClient(testClientID)
+			} else {
+				e.manus.FailNext(tc.fault)
+			}
+			status, msg := e.readTokenError()
+			if status != tc.wantStatus {
+				t.Errorf("status = %d, want %d (%s)", status, tc.wantStatus, msg)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(msg, want) {
+					t.Errorf("message %q lacks %q", msg, want)
+				}
+			}
+			if strings.Contains(msg, "xxxxxxxx") || strings.Contains(msg, "<html") {
+				t.Errorf("message quotes the upstream body: %q", msg)
+			}
+		})
+	}
+}
+
+func TestConnectionFailureIsExplained(t *testing.T) {
+	e := newTestEnv(t)
+	closed := closedLoopbackURL(t)
+	e.configure(map[string]any{"verify_credentials": false, "base_url": closed})
+	status, msg := e.readTokenError()
+	if status != http.StatusBadGateway || !strings.Contains(msg, "could not reach") || !strings.Contains(msg, "refused") {
+		t.Fatalf("got %d %q; want 502 saying the connection was refused", status, msg)
+	}
+}
+
+// TestEchoingUpstreamCannotLeakSecret: an upstream or proxy that reflects the
+// request form (client_secret included) into its error must not get the
+// secret into a Vault error.
+func TestEchoingUpstreamCannotLeakSecret(t *testing.T) {
+	secrets := []string{
+		testClientSecret,
+		"s3cr3t+with/special=chars&more%", // changes under form encoding
+	}
+	faults := []standin.Fault{
+		{Status: 400, Body: `{"code":"INVALID_REQUEST","message":"cannot parse ` + standin.EchoedForm + `"}`},
+		{Status: 401, Body: `{"error":"invalid_client","error_description":"unknown client in ` + standin.EchoedForm + `"}`},
+		{Status: 502, Body: "<html>upstream error for " + standin.EchoedForm + "</html>", ContentType: "text/html"},
+		{Status: 200, Body: "echo: " + standin.EchoedForm, ContentType: "text/plain"},
+		{Status: 500, Body: `{"code":"INTERNAL","message":"` + standin.EchoedForm + `"}`},
+	}
+	for _, secret := range secrets {
+		for i, fault := range faults {
+			t.Run(fmt.Sprintf("%.6s/%d", secret, i), func(t *testing.T) {
+				e := newTestEnv(t)
+				e.manus.AddClient(testClientID, secret)
+				e.configure(map[string]any{"client_secret": secret, "verify_credentials": false})
+				e.manus.FailNext(fault)
+				_, msg := e.readTokenError()
+				for _, form := range []string{secret, url.QueryEscape(secret)} {
+					if strings.Contains(msg, form) {
+						t.Fatalf("the client secret leaked into the error: %q", msg)
+					}
+				}
+				if strings.Contains(e.logs.String(), secret) || strings.Contains(e.logs.String(), url.QueryEscape(secret)) {
+					t.Fatal("the client secret leaked into the log")
+				}
+			})
+		}
+	}
+}
+
+// TestProxyAndCACert reaches an https base URL through an HTTPS_PROXY that
+// tunnels to a TLS stand-in whose certificate only ca_cert makes trusted.
+func TestProxyAndCACert(t *testing.T) {
+	manus := standin.New()
+	manus.AddClient(testClientID, testClientSecret)
+	tlsServer := httptest.NewTLSServer(manus)
+	defer tlsServer.Close()
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsServer.Certificate().Raw}))
+
+	proxy := newTunnelProxy(t, tlsServer.Listener.Addr().String())
+	t.Setenv("HTTPS_PROXY", proxy.url)
+	t.Setenv("NO_PROXY", "")
+
+	e := newTestEnv(t)
+	e.manus = manus
+	// httptest's certificate is issued for example.com.
+	resp, err := e.writeConfig(map[string]any{
+		"client_id":     testClientID,
+		"client_secret": testClientSecret,
+		"base_url":      "https://example.com",
+		"ca_cert":       caPEM,
+	})
+	requireOK(t, resp, err)
+	if got := proxy.connects(); len(got) != 1 || got[0] != "example.com:443" {
+		t.Fatalf("proxy saw CONNECT %q, want one to example.com:443", got)
+	}
+	if manus.Mints() != 1 {
+		t.Fatal("the mint did not reach Manus through the proxy")
+	}
+
+	// Without ca_cert the proxy's tunnel leads to an untrusted certificate.
+	resp, err = e.writeConfig(map[string]any{"ca_cert": ""})
+	if _, msg := failureOf(t, resp, err); !strings.Contains(msg, "certificate") {
+		t.Fatalf("without ca_cert: %q, want a certificate error", msg)
+	}
+}
+
+// TestStandinCatchesContractBreaches proves the stand-in is strict enough to
+// fail a plugin that sent the credentials any other way.
+func TestStandinCatchesContractBreaches(t *testing.T) {
+	manus := standin.New()
+	manus.AddClient(testClientID, testClientSecret)
+	server := httptest.NewServer(manus)
+	defer server.Close()
+	tokenURL := server.URL + tokenEndpointPath
+
+	basic := clientcredentials.Config{ClientID: testClientID, ClientSecret: testClientSecret, TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInHeader}
+	if _, err := basic.Token(context.Background()); err == nil {
+		t.Error("HTTP Basic credentials were accepted")
+	}
+	withScope := clientcredentials.Config{ClientID: testClientID, ClientSecret: testClientSecret, TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams, Scopes: []string{"users"}}
+	if _, err := withScope.Token(context.Background()); err == nil {
+		t.Error("an extra form field was accepted")
+	}
+	jsonBody, _ := http.Post(tokenURL, "application/json", strings.NewReader(`{"grant_type":"client_credentials"}`))
+	if jsonBody.StatusCode != http.StatusBadRequest {
+		t.Errorf("a JSON body got HTTP %d", jsonBody.StatusCode)
+	}
+	query, _ := http.Post(tokenURL+"?client_secret=x", "application/x-www-form-urlencoded", strings.NewReader("grant_type=client_credentials&client_id=a&client_secret=b"))
+	if query.StatusCode != http.StatusBadRequest {
+		t.Errorf("a query string got HTTP %d", query.StatusCode)
+	}
+	if got := len(manus.Violations()); got != 4 {
+		t.Fatalf("stand-in recorded %d violations, want 4: %q", got, manus.Violations())
+	}
+	if manus.Mints() != 0 {
+		t.Fatal("the stand-in minted for a request that broke the contract")
+	}
+
+	wrongGrant, _ := http.PostForm(tokenURL, url.Values{"grant_type": {"password"}, "client_id": {testClientID}, "client_secret": {testClientSecret}})
+	body, _ := io.ReadAll(wrongGrant.Body)
+	if wrongGrant.StatusCode != 400 || !strings.Contains(string(body), `"code":"INVALID_GRANT_TYPE"`) {
+		t.Fatalf("wrong grant type: HTTP %d %s", wrongGrant.StatusCode, body)
+	}
+	missing, _ := http.PostForm(tokenURL, url.Values{"grant_type": {"client_credentials"}, "client_id": {testClientID}})
+	body, _ = io.ReadAll(missing.Body)
+	if missing.StatusCode != 400 || !strings.Contains(string(body), `"code":"INVALID_REQUEST"`) {
+		t.Fatalf("missing secret: HTTP %d %s", missing.StatusCode, body)
+	}
+}
+
+func closedLoopbackURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "http://" + addr
+}
+
+// tunnelProxy is an HTTP CONNECT proxy that sends every tunnel to one
+// address and remembers what it was asked for.
+type tunnelProxy struct {
+	url    string
+	target string
+	mu     sync.Mutex
+	seen   []string
+}
+
+func newTunnelProxy(t *testing.T, target string) *tunnelProxy {
+	p := &tunnelProxy{target: target}
+	server := httptest.NewServer(p)
+	t.Cleanup(server.Close)
+	p.url = server.URL
+	return p
+}
+
+func (p *tunnelProxy) connects() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.seen...)
+}
+
+func (p *tunnelProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodConnect {
+		http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+		return
+	}
+	p.mu.Lock()
+	p.seen = append(p.seen, r.Host)
+	p.mu.Unlock()
+	upstream, err := net.Dial("tcp", p.target)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	client, buf, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		upstream.Close()
+		return
+	}
+	_, _ = client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
+	go pipe(upstream, buf)
+	go pipe(client, upstream)
+}
+
+func pipe(dst io.WriteCloser, src io.Reader) {
+	defer dst.Close()
+	_, _ = io.Copy(dst, src)
+}

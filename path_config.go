@@ -1,0 +1,264 @@
+package manus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func (b *backend) pathConfig() *framework.Path {
+	return &framework.Path{
+		Pattern: configStorageKey,
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefixManus,
+		},
+		Fields:         configFields(),
+		ExistenceCheck: b.configExists,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathConfigRead,
+				Summary:      "Read the Manus credential settings, without the client secret.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: "configuration"},
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: configResponseFields()}},
+				},
+			},
+			logical.CreateOperation: &framework.PathOperation{
+				Callback:     b.pathConfigWrite,
+				Summary:      "Store the Manus credential; by default it is verified by minting a token first.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses:    map[int][]framework.Response{http.StatusNoContent: {{Description: "Stored."}}},
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:     b.pathConfigWrite,
+				Summary:      "Change some of the settings; fields left out keep their stored values.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses:    map[int][]framework.Response{http.StatusNoContent: {{Description: "Stored."}}},
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:     b.pathConfigDelete,
+				Summary:      "Delete the credential and drop the cached token.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete", OperationSuffix: "configuration"},
+				Responses:    map[int][]framework.Response{http.StatusNoContent: {{Description: "Deleted."}}},
+			},
+		},
+		HelpSynopsis:    "Configure the Manus credential this mount mints tokens from.",
+		HelpDescription: strings.TrimSpace(configHelp),
+	}
+}
+
+func configFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"client_id": {
+			Type:         framework.TypeString,
+			Description:  "Client ID of the Manus Team User Management credential (starts with tm_). Required when the config is first written.",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Client ID"},
+		},
+		"client_secret": {
+			Type:         framework.TypeString,
+			Description:  "Client secret of the credential, shown once by Manus when it was created. Required when the config is first written; write-only, never returned.",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Client secret", Sensitive: true},
+		},
+		"base_url": {
+			Type:         framework.TypeString,
+			Description:  "Base URL of the Manus API; the token endpoint is base_url + " + tokenEndpointPath + ". Must be https; plain http is accepted only for loopback hosts.",
+			Default:      defaultBaseURL,
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Base URL"},
+		},
+		"request_timeout": {
+			Type:         framework.TypeDurationSecond,
+			Description:  fmt.Sprintf("How long one token request to Manus may take, in seconds or as a duration string (1s to %s).", shortDuration(maxRequestTimeout)),
+			Default:      int(defaultRequestTimeout.Seconds()),
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Request timeout"},
+		},
+		"ca_cert": {
+			Type:         framework.TypeString,
+			Description:  "PEM-encoded CA certificate(s) trusted in addition to the system roots, e.g. for a TLS-intercepting proxy. Write an empty string to remove.",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "CA certificate", EditType: "file"},
+		},
+		"refresh_threshold": {
+			Type:         framework.TypeDurationSecond,
+			Description:  fmt.Sprintf("A new token is minted once the cached one has less than this much life left, capped at half the token's lifetime (1s to %s).", shortDuration(maxRefreshThreshold)),
+			Default:      int(defaultRefreshThreshold.Seconds()),
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Refresh threshold"},
+		},
+		"verify_credentials": {
+			Type:         framework.TypeBool,
+			Description:  "Mint a token with the new settings before storing them, and store nothing if that fails. Set false to configure a mount that cannot reach Manus yet. Not stored.",
+			Default:      true,
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Verify credentials"},
+		},
+	}
+}
+
+// configResponseFields are the fields a config read returns: all stored
+// settings except the secret.
+func configResponseFields() map[string]*framework.FieldSchema {
+	fields := configFields()
+	delete(fields, "client_secret")
+	delete(fields, "verify_credentials")
+	return fields
+}
+
+func (b *backend) configExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
+	cfg, err := readConfig(ctx, req.Storage)
+	return cfg != nil, err
+}
+
+func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	cfg, err := readConfig(ctx, req.Storage)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]any{
+		"client_id":         cfg.ClientID,
+		"base_url":          cfg.BaseURL,
+		"request_timeout":   int64(cfg.RequestTimeout.Seconds()),
+		"ca_cert":           cfg.CACert,
+		"refresh_threshold": int64(cfg.RefreshThreshold.Seconds()),
+	}}, nil
+}
+
+// pathConfigWrite merges the written fields over the stored config, checks
+// the result (and by default the credentials themselves), and only then
+// stores it. Any failure leaves the stored config as it was.
+func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, data *framework.FieldData) (*logical.Response, error) {
+	if err := rejectUnknownFields(data); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	cfg, err := readConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		cfg = newDefaultConfig()
+	}
+	applyConfigFields(cfg, data)
+	if err := cfg.validate(); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+
+	cache, err := b.newTokenCacheFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	verify := data.Get("verify_credentials").(bool)
+	if verify {
+		if _, err := cache.token(ctx); err != nil {
+			cache.close()
+			return verificationFailure(err)
+		}
+	}
+	if err := writeConfig(ctx, req.Storage, cfg); err != nil {
+		cache.close()
+		return nil, err
+	}
+	b.swapTokenCacheLocked(cache)
+	b.Logger().Info("config written; cached token replaced", "client_id", cfg.ClientID, "base_url", cfg.BaseURL, "verified", verify)
+
+	return responseWithWarnings(cfg.warnings()), nil
+}
+
+// applyConfigFields copies the fields present in the request onto cfg; absent
+// fields keep their current values.
+func applyConfigFields(cfg *manusConfig, data *framework.FieldData) {
+	if v, ok := data.GetOk("client_id"); ok {
+		cfg.ClientID = v.(string)
+	}
+	if v, ok := data.GetOk("client_secret"); ok {
+		cfg.ClientSecret = v.(string)
+	}
+	if v, ok := data.GetOk("base_url"); ok {
+		cfg.BaseURL = strings.TrimRight(v.(string), "/")
+	}
+	if v, ok := data.GetOk("request_timeout"); ok {
+		cfg.RequestTimeout = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := data.GetOk("ca_cert"); ok {
+		cfg.CACert = v.(string)
+	}
+	if v, ok := data.GetOk("refresh_threshold"); ok {
+		cfg.RefreshThreshold = time.Duration(v.(int)) * time.Second
+	}
+}
+
+// verificationFailure reports why the credentials were not stored.
+func verificationFailure(err error) (*logical.Response, error) {
+	msg := "nothing was stored: verifying the credentials by minting a token failed: " + err.Error() +
+		" (to store settings without checking them, write again with verify_credentials=false)"
+	var upErr *upstreamError
+	if errors.As(err, &upErr) && upErr.kind != failRejected && upErr.kind != failBadResponse {
+		return nil, logical.CodedError(upErr.vaultStatus(), msg)
+	}
+	return logical.ErrorResponse(msg), nil
+}
+
+func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := req.Storage.Delete(ctx, configStorageKey); err != nil {
+		return nil, fmt.Errorf("deleting config: %w", err)
+	}
+	b.swapTokenCacheLocked(nil)
+	b.Logger().Info("config deleted; cached token dropped")
+	return nil, nil
+}
+
+// rejectUnknownFields turns the framework's "ignored parameters" warning into
+// an error: a misspelt field must not be silently dropped from a config.
+func rejectUnknownFields(data *framework.FieldData) error {
+	var unknown []string
+	for name := range data.Raw {
+		if _, ok := data.Schema[name]; !ok {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	known := make([]string, 0, len(data.Schema))
+	for name := range data.Schema {
+		known = append(known, name)
+	}
+	sort.Strings(known)
+	return fmt.Errorf("unknown field(s) %s; accepted fields are %s", strings.Join(unknown, ", "), strings.Join(known, ", "))
+}
+
+func responseWithWarnings(warnings []string) *logical.Response {
+	if len(warnings) == 0 {
+		return nil
+	}
+	resp := &logical.Response{}
+	for _, w := range warnings {
+		resp.AddWarning(w)
+	}
+	return resp
+}
+
+const configHelp = `
+Stores the Manus Team User Management API credential for this mount.
+
+client_id and client_secret are required the first time. Later writes are
+partial: fields left out keep their stored values, so rotating the secret is
+"vault write <mount>/config client_secret=..." and nothing else changes.
+
+By default a write mints a token with the new settings before storing them;
+if Manus refuses, nothing is stored and the error carries the Manus code
+(e.g. INVALID_CLIENT). verify_credentials=false skips that check.
+
+Every write or delete drops the cached token; the next read of
+<mount>/token mints one with the new settings. client_secret is never
+returned by any read.
+`

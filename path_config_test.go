@@ -1,0 +1,358 @@
+package manus
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestConfigReadNeverReturnsSecret(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+
+	resp, err := e.request(logical.ReadOperation, "config", nil)
+	requireOK(t, resp, err)
+	want := map[string]any{
+		"client_id":         testClientID,
+		"base_url":          e.baseURL,
+		"request_timeout":   int64(10),
+		"ca_cert":           "",
+		"refresh_threshold": int64(600),
+	}
+	if !reflect.DeepEqual(resp.Data, want) {
+		t.Fatalf("config read = %#v, want %#v", resp.Data, want)
+	}
+	assertNoSecretIn(t, resp)
+}
+
+func TestConfigReadOnUnconfiguredMountIsEmpty(t *testing.T) {
+	e := newTestEnv(t)
+	resp, err := e.request(logical.ReadOperation, "config", nil)
+	if err != nil || resp != nil {
+		t.Fatalf("got %#v, %v; want no response (404)", resp, err)
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	e := newTestEnv(t)
+	resp, err := e.writeConfig(map[string]any{
+		"client_id":          testClientID,
+		"client_secret":      testClientSecret,
+		"verify_credentials": false,
+	})
+	requireOK(t, resp, err)
+	cfg, _ := readConfig(context.Background(), e.storage)
+	if cfg.BaseURL != "https://api.manus.im" || cfg.RequestTimeout != 10*time.Second || cfg.RefreshThreshold != 10*time.Minute {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+	if got := cfg.tokenURL(); got != "https://api.manus.im/api/user/manage/v1/oauth/token" {
+		t.Fatalf("token URL = %q", got)
+	}
+}
+
+func TestConfigWriteVerifiesAndCachesToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	if e.manus.Mints() != 1 {
+		t.Fatalf("config write made %d mints, want 1 (verification)", e.manus.Mints())
+	}
+	if tok := accessTokenOf(e.readToken()); tok != e.manus.Issued()[0] {
+		t.Fatal("the first read did not reuse the token minted by verification")
+	}
+	if e.manus.Mints() != 1 {
+		t.Fatalf("mints = %d after the first read, want 1", e.manus.Mints())
+	}
+}
+
+func TestConfigWriteWithoutVerificationDoesNotCallManus(t *testing.T) {
+	e := newTestEnv(t)
+	resp, err := e.writeConfig(map[string]any{
+		"client_id":          testClientID,
+		"client_secret":      "not-checked-yet",
+		"base_url":           "https://manus.invalid",
+		"verify_credentials": false,
+	})
+	requireOK(t, resp, err)
+	if e.manus.Requests() != 0 {
+		t.Fatal("verify_credentials=false still called Manus")
+	}
+	if cfg, _ := readConfig(context.Background(), e.storage); cfg == nil || cfg.ClientSecret != "not-checked-yet" {
+		t.Fatal("the config was not stored")
+	}
+	resp, err = e.request(logical.ReadOperation, "config", nil)
+	requireOK(t, resp, err)
+	if _, ok := resp.Data["verify_credentials"]; ok {
+		t.Fatal("verify_credentials was stored; it is a per-write flag")
+	}
+}
+
+func TestFailedVerificationStoresNothing(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	before, _ := readConfig(context.Background(), e.storage)
+
+	resp, err := e.writeConfig(map[string]any{"client_secret": "wrong-secret-value"})
+	status, msg := failureOf(t, resp, err)
+	if status != http.StatusBadRequest || !strings.Contains(msg, "INVALID_CLIENT") || !strings.Contains(msg, "nothing was stored") {
+		t.Fatalf("got %d %q; want a 400 carrying INVALID_CLIENT that says nothing was stored", status, msg)
+	}
+	if strings.Contains(msg, "wrong-secret-value") {
+		t.Fatal("the rejected secret was echoed in the error")
+	}
+	after, _ := readConfig(context.Background(), e.storage)
+	if !reflect.DeepEqual(before, after) {
+		t.Fatalf("stored config changed after a failed verification: %+v -> %+v", before, after)
+	}
+	// The cached token from the good config is still served.
+	if accessTokenOf(e.readToken()) != e.manus.Issued()[0] {
+		t.Fatal("a failed config write dropped the cached token")
+	}
+}
+
+func TestFailedVerificationOfNewMountStoresNothing(t *testing.T) {
+	e := newTestEnv(t)
+	e.manus.DeleteClient(testClientID)
+	resp, err := e.writeConfig(e.validConfig())
+	if _, msg := failureOf(t, resp, err); !strings.Contains(msg, "INVALID_CLIENT") {
+		t.Fatalf("message %q lacks the Manus code", msg)
+	}
+	if cfg, _ := readConfig(context.Background(), e.storage); cfg != nil {
+		t.Fatal("a config that failed verification was stored")
+	}
+}
+
+func TestVerificationTimeoutIsGatewayTimeout(t *testing.T) {
+	e := newTestEnv(t)
+	e.manus.SetOutage(stall(5 * time.Second))
+	data := e.validConfig()
+	data["request_timeout"] = "1s"
+	resp, err := e.writeConfig(data)
+	status, msg := failureOf(t, resp, err)
+	if status != http.StatusGatewayTimeout || !strings.Contains(msg, "request_timeout") {
+		t.Fatalf("got %d %q; want 504 naming request_timeout", status, msg)
+	}
+}
+
+func TestPartialUpdateKeepsOtherFields(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"refresh_threshold": "15m", "request_timeout": 20})
+
+	// Same stand-in under another loopback spelling: only base_url changes.
+	newURL := strings.Replace(e.baseURL, "127.0.0.1", "localhost", 1)
+	resp, err := e.writeConfig(map[string]any{"base_url": newURL + "/"})
+	requireOK(t, resp, err) // verification mints with the kept secret
+	cfg, _ := readConfig(context.Background(), e.storage)
+	want := &manusConfig{
+		ClientID:         testClientID,
+		ClientSecret:     testClientSecret,
+		BaseURL:          newURL,
+		RequestTimeout:   20 * time.Second,
+		RefreshThreshold: 15 * time.Minute,
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("after a base_url-only update config = %+v, want %+v", cfg, want)
+	}
+}
+
+func TestConfigChangeDropsCachedToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	first := accessTokenOf(e.readToken())
+
+	e.manus.AddClient("tm_second", "second-secret")
+	resp, err := e.writeConfig(map[string]any{"client_id": "tm_second", "client_secret": "second-secret", "verify_credentials": false})
+	requireOK(t, resp, err)
+	second := accessTokenOf(e.readToken())
+	if second == first || e.manus.Mints() != 2 {
+		t.Fatalf("the token from the old credentials survived a config change (mints=%d)", e.manus.Mints())
+	}
+}
+
+func TestConfigDeleteDropsTokenAndConfig(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.readToken()
+	resp, err := e.request(logical.DeleteOperation, "config", nil)
+	requireOK(t, resp, err)
+	if cfg, _ := readConfig(context.Background(), e.storage); cfg != nil {
+		t.Fatal("config survived delete")
+	}
+	if status, _ := e.readTokenError(); status != http.StatusBadRequest {
+		t.Fatalf("token read after config delete gave %d, want 400 (not configured)", status)
+	}
+}
+
+func TestClientIDWithoutPrefixWarns(t *testing.T) {
+	e := newTestEnv(t)
+	e.manus.AddClient("legacy-id", testClientSecret)
+	resp, err := e.writeConfig(map[string]any{"client_id": "legacy-id", "client_secret": testClientSecret, "base_url": e.baseURL})
+	requireOK(t, resp, err)
+	if resp == nil || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], `"tm_"`) {
+		t.Fatalf("want one warning about the tm_ prefix, got %#v", resp)
+	}
+	if cfg, _ := readConfig(context.Background(), e.storage); cfg == nil {
+		t.Fatal("a client_id without the prefix was refused; it should only warn")
+	}
+}
+
+func TestBadConfigInputIsRefusedAndKeepsStoredConfig(t *testing.T) {
+	caPEM := testCertificatePEM(t)
+	cases := []struct {
+		name      string
+		data      map[string]any
+		wantField string
+	}{
+		{"empty client_id", map[string]any{"client_id": ""}, "client_id"},
+		{"client_id with whitespace", map[string]any{"client_id": " tm_x"}, "client_id"},
+		{"empty client_secret", map[string]any{"client_secret": ""}, "client_secret"},
+		{"client_secret with newline", map[string]any{"client_secret": testClientSecret + "\n"}, "client_secret"},
+		{"http to a remote host", map[string]any{"base_url": "http://api.manus.im"}, "base_url"},
+		{"unsupported scheme", map[string]any{"base_url": "ftp://api.manus.im"}, "base_url"},
+		{"relative URL", map[string]any{"base_url": "api.manus.im"}, "base_url"},
+		{"URL with query", map[string]any{"base_url": "https://api.manus.im/?a=b"}, "base_url"},
+		{"URL with fragment", map[string]any{"base_url": "https://api.manus.im/#frag"}, "base_url"},
+		{"URL with user info", map[string]any{"base_url": "https://user:pw@api.manus.im"}, "base_url"},
+		{"timeout too small", map[string]any{"request_timeout": 0}, "request_timeout"},
+		{"timeout too large", map[string]any{"request_timeout": "5m"}, "request_timeout"},
+		{"timeout not a duration", map[string]any{"request_timeout": "soon"}, "request_timeout"},
+		{"threshold too small", map[string]any{"refresh_threshold": 0}, "refresh_threshold"},
+		{"threshold too large", map[string]any{"refresh_threshold": "13h"}, "refresh_threshold"},
+		{"CA not PEM", map[string]any{"ca_cert": "not a certificate"}, "ca_cert"},
+		{"CA truncated", map[string]any{"ca_cert": caPEM[:len(caPEM)/2]}, "ca_cert"},
+		{"CA is a key", map[string]any{"ca_cert": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}, "ca_cert"},
+		{"CA garbage DER", map[string]any{"ca_cert": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}, "ca_cert"},
+		{"unknown field", map[string]any{"client_sercet": "typo"}, "client_sercet"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(nil)
+			before, _ := readConfig(context.Background(), e.storage)
+			mintsBefore := e.manus.Requests()
+
+			resp, err := e.writeConfig(tc.data)
+			status, msg := failureOf(t, resp, err)
+			if status != http.StatusBadRequest || !strings.Contains(msg, tc.wantField) {
+				t.Fatalf("got %d %q; want a 400 naming %s", status, msg, tc.wantField)
+			}
+			after, _ := readConfig(context.Background(), e.storage)
+			if !reflect.DeepEqual(before, after) {
+				t.Fatalf("bad input changed the stored config: %+v -> %+v", before, after)
+			}
+			if e.manus.Requests() != mintsBefore {
+				t.Fatal("bad input still called Manus")
+			}
+		})
+	}
+}
+
+func TestCreateRequiresCredentials(t *testing.T) {
+	for _, missing := range []string{"client_id", "client_secret"} {
+		t.Run(missing, func(t *testing.T) {
+			e := newTestEnv(t)
+			data := e.validConfig()
+			delete(data, missing)
+			resp, err := e.writeConfig(data)
+			if status, msg := failureOf(t, resp, err); status != http.StatusBadRequest || !strings.Contains(msg, missing) {
+				t.Fatalf("got %d %q; want a 400 naming %s", status, msg, missing)
+			}
+		})
+	}
+}
+
+func TestLoopbackHTTPBaseURLsAreAccepted(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:8080", "http://localhost", "http://[::1]:9000/prefix", "https://api.manus.im", "https://proxy.example.com/manus"} {
+		if err := validateBaseURL(u); err != nil {
+			t.Errorf("validateBaseURL(%q) = %v, want accepted", u, err)
+		}
+	}
+}
+
+func TestCACertIsAcceptedAndReturned(t *testing.T) {
+	e := newTestEnv(t)
+	caPEM := testCertificatePEM(t)
+	e.configure(map[string]any{"ca_cert": caPEM})
+	resp, err := e.request(logical.ReadOperation, "config", nil)
+	requireOK(t, resp, err)
+	if resp.Data["ca_cert"] != caPEM {
+		t.Fatal("ca_cert was not stored as written")
+	}
+	// An empty string removes it.
+	resp, err = e.writeConfig(map[string]any{"ca_cert": ""})
+	requireOK(t, resp, err)
+	if cfg, _ := readConfig(context.Background(), e.storage); cfg.CACert != "" {
+		t.Fatal("ca_cert was not removed")
+	}
+}
+
+func TestStorageFailureLeavesConfigUntouched(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	before, _ := readConfig(context.Background(), e.storage)
+	e.storage.(*logical.InmemStorage).Underlying().FailPut(true)
+	resp, err := e.writeConfig(map[string]any{"refresh_threshold": "20m"})
+	e.storage.(*logical.InmemStorage).Underlying().FailPut(false)
+	if err == nil && (resp == nil || !resp.IsError()) {
+		t.Fatal("a storage failure was reported as success")
+	}
+	after, _ := readConfig(context.Background(), e.storage)
+	if !reflect.DeepEqual(before, after) {
+		t.Fatal("a failed write changed the stored config")
+	}
+	if accessTokenOf(e.readToken()) != e.manus.Issued()[0] {
+		t.Fatal("a failed write replaced the cached token")
+	}
+}
+
+// assertNoSecretIn fails if a response carries the client secret anywhere.
+func assertNoSecretIn(t *testing.T, resp *logical.Response) {
+	t.Helper()
+	if resp == nil {
+		return
+	}
+	for k, v := range resp.Data {
+		if s, ok := v.(string); ok && strings.Contains(s, testClientSecret) {
+			t.Fatalf("response field %s carries the client secret", k)
+		}
+	}
+	for _, w := range resp.Warnings {
+		if strings.Contains(w, testClientSecret) {
+			t.Fatal("a warning carries the client secret")
+		}
+	}
+}
+
+// testCertificatePEM returns a self-signed CA certificate.
+func testCertificatePEM(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "test proxy CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}

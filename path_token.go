@@ -1,0 +1,121 @@
+package manus
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const tokenPath = "token"
+
+func (b *backend) pathToken() *framework.Path {
+	return &framework.Path{
+		Pattern: tokenPath,
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefixManus,
+		},
+		Fields: map[string]*framework.FieldSchema{},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathTokenRead,
+				Summary:      "Get the mount's shared Manus bearer token, minting one if the cached token is near expiry.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: "access-token"},
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: tokenResponseFields()}},
+				},
+			},
+		},
+		HelpSynopsis:    "Read a Manus bearer token for the Team User Management API.",
+		HelpDescription: strings.TrimSpace(tokenHelp),
+	}
+}
+
+func tokenResponseFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"access_token": {
+			Type:         framework.TypeString,
+			Description:  "Bearer token for the Manus /api/user/manage/v1/users endpoints: send it as \"Authorization: Bearer <access_token>\".",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Access token", Sensitive: true},
+		},
+		"token_type": {
+			Type:         framework.TypeString,
+			Description:  "Always \"Bearer\".",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Token type"},
+		},
+		"expires_at": {
+			Type:         framework.TypeTime,
+			Description:  "When Manus stops accepting the token (RFC 3339, UTC). The lease ends a little earlier.",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Expires at"},
+		},
+		"expires_in": {
+			Type:         framework.TypeInt,
+			Description:  "Whole seconds of life the token has left at the time of this response.",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Expires in"},
+		},
+	}
+}
+
+func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	cache, err := b.tokenCache(ctx, req.Storage)
+	if errors.Is(err, errNotConfigured) {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	tok, err := cache.token(ctx)
+	if err != nil {
+		return nil, readFailure(err)
+	}
+	return b.tokenResponse(tok, b.clock()), nil
+}
+
+// tokenResponse wraps the token in a non-renewable lease that ends a safety
+// margin before the token expires.
+func (b *backend) tokenResponse(tok *accessToken, now time.Time) *logical.Response {
+	resp := b.Secret(secretTypeAccessToken).Response(map[string]any{
+		"access_token": tok.AccessToken,
+		"token_type":   "Bearer",
+		"expires_at":   tok.ExpiresAt.UTC().Format(time.RFC3339),
+		"expires_in":   int64(tok.ExpiresAt.Sub(now) / time.Second),
+	}, nil)
+	// A zero TTL would make Vault apply the mount default (768h by
+	// default); freshness checks leave responseSlack for this, so the floor
+	// below only guards against a stalled reader.
+	ttl := max(tok.leaseTTL(now), time.Second)
+	resp.Secret.TTL = ttl
+	resp.Secret.MaxTTL = ttl
+	resp.Secret.Renewable = false
+	return resp
+}
+
+// readFailure gives a reader the upstream failure with a gateway status.
+func readFailure(err error) error {
+	var upErr *upstreamError
+	if errors.As(err, &upErr) {
+		return logical.CodedError(upErr.vaultStatus(), err.Error())
+	}
+	return err
+}
+
+const tokenHelp = `
+Returns the mount's Manus bearer token: access_token, token_type ("Bearer"),
+expires_at (RFC 3339) and expires_in (seconds left at the time of the
+response).
+
+All readers of a mount share one token. It is minted on first read and
+reused until its remaining life falls below the config's refresh_threshold
+(default 10 minutes, capped at half the token's lifetime); concurrent reads
+that find it stale wait for a single new mint.
+
+The response is a leased secret that is not renewable. Its TTL is the token's
+remaining life minus a safety margin (1/60 of the lifetime, at most 60s), so
+Vault Agent and other lease-aware clients read again before the token
+expires. Revoking the lease does not revoke the bearer token: it is shared by
+every reader and stays valid at Manus until it expires.
+`

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Finds a Vault binary the tests and `make dev` can run, building one from the
+# Go module proxy when the machine has none. Prints the binary's path on stdout;
+# progress goes to stderr.
+#
+# Order: $VAULT_BIN, then `vault` on PATH at or above MIN_VAULT_VERSION, then a
+# cached build of VAULT_BUILD_VERSION under VAULT_CACHE_DIR (outside the repo so
+# a fresh clone reuses it), built on first use.
+set -euo pipefail
+
+MIN_VAULT_VERSION=${MIN_VAULT_VERSION:-1.15.0}
+VAULT_BUILD_VERSION=${VAULT_BUILD_VERSION:-1.21.0}
+VAULT_CACHE_DIR=${VAULT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-secrets-manus}
+cached_bin="$VAULT_CACHE_DIR/vault-$VAULT_BUILD_VERSION/vault"
+
+log() { printf 'ensure-vault: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# version_of prints the x.y.z a vault binary reports, or nothing.
+version_of() {
+	"$1" version 2>/dev/null | sed -n 's/^Vault v\([0-9][0-9.]*\).*/\1/p' | head -n1
+}
+
+# at_least succeeds when version $1 >= version $2.
+at_least() {
+	[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
+}
+
+if [ -n "${VAULT_BIN:-}" ]; then
+	[ -x "$VAULT_BIN" ] || die "VAULT_BIN=$VAULT_BIN is not an executable file"
+	echo "$VAULT_BIN"
+	exit 0
+fi
+
+if on_path=$(command -v vault 2>/dev/null); then
+	v=$(version_of "$on_path")
+	if [ -n "$v" ] && at_least "$v" "$MIN_VAULT_VERSION"; then
+		echo "$on_path"
+		exit 0
+	fi
+	log "ignoring $on_path (version '${v:-unknown}' is below $MIN_VAULT_VERSION)"
+fi
+
+if [ -x "$cached_bin" ] && [ -n "$(version_of "$cached_bin")" ]; then
+	echo "$cached_bin"
+	exit 0
+fi
+
+command -v go >/dev/null || die "no vault binary found and no Go toolchain to build one; install Vault >= $MIN_VAULT_VERSION or set VAULT_BIN"
+
+mkdir -p "$VAULT_CACHE_DIR"
+# Only one build at a time per cache folder: parallel test runs wait for it.
+exec 9>"$VAULT_CACHE_DIR/.build.lock"
+if command -v flock >/dev/null; then flock 9; fi
+if [ -x "$cached_bin" ] && [ -n "$(version_of "$cached_bin")" ]; then
+	echo "$cached_bin"
+	exit 0
+fi
+
+log "no Vault >= $MIN_VAULT_VERSION found; building Vault v$VAULT_BUILD_VERSION from the Go module proxy"
+log "this takes 10 to 15 minutes on 2 cores the first time; the binary is cached in $VAULT_CACHE_DIR"
+
+mod_json=$(go mod download -json "github.com/hashicorp/vault@v$VAULT_BUILD_VERSION") ||
+	die "go mod download github.com/hashicorp/vault@v$VAULT_BUILD_VERSION failed (is the Go module proxy reachable?)"
+mod_dir=$(printf '%s' "$mod_json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' | head -n1)
+[ -d "$mod_dir" ] || die "could not find the downloaded Vault source (go mod download printed no Dir)"
+
+src="$VAULT_CACHE_DIR/src-$VAULT_BUILD_VERSION"
+rm -rf "$src"
+cp -r "$mod_dir" "$src"
+chmod -R u+w "$src"
+# The module zip lacks the api/ and sdk/ sub-modules these replace lines point
+# at; dropping them makes Go use the released versions go.mod already requires.
+sed -i -E '/^replace[[:space:]]+github\.com\/hashicorp\/vault\/(api|api\/auth\/approle|api\/auth\/kubernetes|api\/auth\/userpass|sdk)[[:space:]]+=>[[:space:]]+\.\//d' "$src/go.mod"
+
+tmp_bin="$VAULT_CACHE_DIR/vault-$VAULT_BUILD_VERSION/vault.tmp"
+mkdir -p "$(dirname "$cached_bin")"
+log "compiling (go build) in $src ..."
+(
+	cd "$src"
+	# A heartbeat so a CI log shows the build is alive.
+	( while sleep 60; do log "still building Vault ..."; done ) &
+	beat=$!
+	trap 'kill $beat 2>/dev/null || true' EXIT
+	CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags='-s -w' -o "$tmp_bin" .
+) >&2 || die "building Vault v$VAULT_BUILD_VERSION failed; see the go build output above"
+mv "$tmp_bin" "$cached_bin"
+rm -rf "$src"
+
+v=$(version_of "$cached_bin")
+[ -n "$v" ] || die "the Vault binary built at $cached_bin does not run"
+log "built Vault v$v at $cached_bin"
+echo "$cached_bin"

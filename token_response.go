@@ -1,0 +1,270 @@
+package manus
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"golang.org/x/oauth2"
+)
+
+const (
+	// fallbackTokenLifetime is assumed when Manus sends no usable expires_in
+	// (missing, null or 0). It is far below the documented hour so that a
+	// token of unknown life is replaced early rather than served expired.
+	fallbackTokenLifetime = 5 * time.Minute
+
+	// maxTokenLifetime caps an implausibly large expires_in; Manus documents
+	// one hour.
+	maxTokenLifetime = 24 * time.Hour
+
+	// maxRetryAfter bounds a Retry-After the plugin will believe.
+	maxRetryAfter = time.Hour
+)
+
+var errBodyTooLarge = errors.New("response body too large")
+
+// recordedExchange is an http.RoundTripper for a single token request. It
+// keeps the status, the headers the plugin needs and at most limit bytes of
+// the body, so failures can be described from facts rather than from oauth2's
+// error text, which embeds the raw body.
+type recordedExchange struct {
+	base  http.RoundTripper
+	limit int
+
+	status      int
+	contentType string
+	retryAfter  string
+	body        []byte
+	oversized   bool
+}
+
+func (r *recordedExchange) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	r.status = resp.StatusCode
+	r.contentType = resp.Header.Get("Content-Type")
+	r.retryAfter = resp.Header.Get("Retry-After")
+	resp.Body = &recordingBody{ReadCloser: resp.Body, exchange: r}
+	return resp, nil
+}
+
+// recordingBody copies what is read into the exchange and fails the read
+// once the body passes the limit.
+type recordingBody struct {
+	io.ReadCloser
+	exchange *recordedExchange
+}
+
+func (b *recordingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	e := b.exchange
+	if room := e.limit - len(e.body); n > room {
+		e.body = append(e.body, p[:room]...)
+		e.oversized = true
+		return room, errBodyTooLarge
+	}
+	e.body = append(e.body, p[:n]...)
+	return n, err
+}
+
+// tokenLifetime decides how long a freshly minted token lives. A missing or
+// zero expires_in falls back to fallbackTokenLifetime; it is never taken to
+// mean "does not expire".
+func tokenLifetime(tok *oauth2.Token, now time.Time) (time.Duration, error) {
+	var lifetime time.Duration
+	switch {
+	case tok.ExpiresIn != 0: // JSON body: oauth2 copies expires_in as is
+		lifetime = time.Duration(tok.ExpiresIn) * time.Second
+	case !tok.Expiry.IsZero(): // form-encoded body: only Expiry is set
+		lifetime = tok.Expiry.Sub(now).Round(time.Second)
+	default:
+		return fallbackTokenLifetime, nil
+	}
+	switch {
+	case lifetime <= 0:
+		return 0, fmt.Errorf("expires_in is %d, so the token is already expired", int64(lifetime/time.Second))
+	case lifetime > maxTokenLifetime:
+		return maxTokenLifetime, nil
+	}
+	return lifetime, nil
+}
+
+// errorBody is what the plugin takes from an error response: the Manus or
+// OAuth2 error code and a short message. It accepts the gRPC-style
+// {"code","message"} body and the RFC 6749 {"error","error_description"} one.
+type errorBody struct {
+	code    string
+	message string
+}
+
+var errorCodePattern = regexp.MustCompile(`^[A-Z0-9_.\-]{1,64}$`)
+
+func parseErrorBody(body []byte) errorBody {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		return errorBody{}
+	}
+	code := firstString(fields, "code", "error")
+	if code == "" {
+		code = numberText(fields["code"])
+	}
+	code = strings.ToUpper(strings.TrimSpace(code))
+	if !errorCodePattern.MatchString(code) {
+		code = ""
+	}
+	return errorBody{
+		code:    code,
+		message: cleanMessage(firstString(fields, "message", "error_description")),
+	}
+}
+
+func firstString(fields map[string]json.RawMessage, keys ...string) string {
+	for _, key := range keys {
+		var s string
+		if json.Unmarshal(fields[key], &s) == nil && s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func numberText(raw json.RawMessage) string {
+	var n json.Number
+	if json.Unmarshal(raw, &n) != nil {
+		return ""
+	}
+	return n.String()
+}
+
+// cleanMessage makes an upstream message safe to show on one line.
+func cleanMessage(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	return truncate(strings.TrimSpace(s), 200)
+}
+
+// describeUnparsable says why a response that is not an error was unusable,
+// without quoting it.
+func describeUnparsable(exchange *recordedExchange) string {
+	mediaType, _, _ := mime.ParseMediaType(exchange.contentType)
+	body := bytes.TrimSpace(exchange.body)
+	if len(body) == 0 {
+		return "the body is empty"
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		if mediaType == "" {
+			mediaType = "none"
+		}
+		return fmt.Sprintf("the body is not a JSON object (Content-Type: %s)", truncate(mediaType, 64))
+	}
+	var accessToken string
+	if json.Unmarshal(fields["access_token"], &accessToken) != nil || accessToken == "" {
+		return "access_token is missing or empty"
+	}
+	if raw, ok := fields["expires_in"]; ok && !isWholeNumber(raw) {
+		return "expires_in is not a whole number of seconds"
+	}
+	return "the token response could not be parsed"
+}
+
+func isWholeNumber(raw json.RawMessage) bool {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		raw = json.RawMessage(s)
+	}
+	if string(raw) == "null" {
+		return true
+	}
+	_, err := strconv.ParseInt(string(raw), 10, 64)
+	return err == nil
+}
+
+// parseRetryAfter reads a Retry-After header in seconds or as an HTTP date.
+// Values that are negative, unparsable or beyond maxRetryAfter are ignored.
+func parseRetryAfter(header string, now time.Time) time.Duration {
+	header = strings.TrimSpace(header)
+	if header == "" {
+		return 0
+	}
+	var wait time.Duration
+	if secs, err := strconv.ParseInt(header, 10, 64); err == nil {
+		if secs < 0 || secs > int64(maxRetryAfter/time.Second) {
+			return 0
+		}
+		wait = time.Duration(secs) * time.Second
+	} else if at, err := http.ParseTime(header); err == nil {
+		wait = at.Sub(now)
+	}
+	if wait < 0 || wait > maxRetryAfter {
+		return 0
+	}
+	return wait
+}
+
+const redactedMarker = "[redacted]"
+
+// redactSecret removes secret from text in the encodings an echoed request
+// form could carry it in. If a long fragment of the secret is still present
+// (an upstream that truncated its echo mid-secret), the whole text is
+// withheld.
+func redactSecret(text, secret string) string {
+	if secret == "" || text == "" {
+		return text
+	}
+	quoted, _ := json.Marshal(secret)
+	for _, form := range []string{
+		secret,
+		url.QueryEscape(secret),
+		url.PathEscape(secret),
+		string(quoted[1 : len(quoted)-1]),
+	} {
+		text = strings.ReplaceAll(text, form, redactedMarker)
+	}
+	if containsFragment(text, secret) || containsFragment(text, url.QueryEscape(secret)) {
+		return "[upstream message withheld: it contained part of the client secret]"
+	}
+	return text
+}
+
+// containsFragment reports whether text holds any run of secret long enough
+// to be meaningful (12 characters, or all of a shorter secret).
+func containsFragment(text, secret string) bool {
+	size := min(12, len(secret))
+	for i := 0; i+size <= len(secret); i++ {
+		if strings.Contains(text, secret[i:i+size]) {
+			return true
+		}
+	}
+	return false
+}
+
+func truncate(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -1,0 +1,150 @@
+package manus
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+func TestTokenLifetime(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	cases := []struct {
+		name    string
+		tok     oauth2.Token
+		want    time.Duration
+		wantErr bool
+	}{
+		{"documented hour", oauth2.Token{ExpiresIn: 3600}, time.Hour, false},
+		{"missing or zero falls back", oauth2.Token{}, fallbackTokenLifetime, false},
+		{"negative", oauth2.Token{ExpiresIn: -1}, 0, true},
+		{"huge is capped", oauth2.Token{ExpiresIn: 1 << 31}, maxTokenLifetime, false},
+		{"form-encoded expiry", oauth2.Token{Expiry: now.Add(20 * time.Minute)}, 20 * time.Minute, false},
+		{"form-encoded past expiry", oauth2.Token{Expiry: now.Add(-time.Minute)}, 0, true},
+	}
+	for _, tc := range cases {
+		got, err := tokenLifetime(&tc.tok, now)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("%s: got %s, %v; want %s (error %v)", tc.name, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+func TestTokenLifetimeEndToEnd(t *testing.T) {
+	// expires_in shapes Manus (or a proxy) might send, through the real
+	// oauth2 parser and the plugin.
+	cases := map[string]time.Duration{
+		`3600`:   time.Hour,
+		`"3600"`: time.Hour,
+		`0`:      fallbackTokenLifetime,
+		`null`:   fallbackTokenLifetime,
+		`20`:     20 * time.Second,
+	}
+	for raw, want := range cases {
+		t.Run(raw, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(map[string]any{"verify_credentials": false})
+			e.manus.FailNext(standinBody(200, `{"access_token":"tok-`+url.QueryEscape(raw)+`","token_type":"bearer","expires_in":`+raw+`}`))
+			resp := e.readToken()
+			expiresAt, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+			if got := expiresAt.Sub(e.clock.Now()); got != want {
+				t.Fatalf("lifetime = %s, want %s", got, want)
+			}
+		})
+	}
+	t.Run("missing", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.configure(map[string]any{"verify_credentials": false})
+		e.manus.FailNext(standinBody(200, `{"access_token":"tok","token_type":"Bearer"}`))
+		resp := e.readToken()
+		if resp.Data["expires_in"] != int64(fallbackTokenLifetime/time.Second) {
+			t.Fatalf("expires_in = %v, want the fallback", resp.Data["expires_in"])
+		}
+	})
+}
+
+func TestParseErrorBody(t *testing.T) {
+	cases := []struct {
+		body, code, message string
+	}{
+		{`{"code":"INVALID_CLIENT","message":"credentials are unknown"}`, "INVALID_CLIENT", "credentials are unknown"},
+		{`{"error":"invalid_client","error_description":"bad"}`, "INVALID_CLIENT", "bad"},
+		{`{"code":16,"message":"unauthenticated"}`, "16", "unauthenticated"},
+		{`{"code":"has spaces in it"}`, "", ""},
+		{`{"code":"` + strings.Repeat("A", 65) + `"}`, "", ""},
+		{`{"message":"line\nbreak\ttab"}`, "", "line break tab"},
+		{`{"message":"` + strings.Repeat("m", 500) + `"}`, "", strings.Repeat("m", 200) + "..."},
+		{`not json`, "", ""},
+		{`[]`, "", ""},
+		{``, "", ""},
+	}
+	for _, tc := range cases {
+		got := parseErrorBody([]byte(tc.body))
+		if got.code != tc.code || got.message != tc.message {
+			t.Errorf("parseErrorBody(%.40q) = %+v, want code %q message %q", tc.body, got, tc.code, tc.message)
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	cases := map[string]time.Duration{
+		"":                              0,
+		"30":                            30 * time.Second,
+		"-5":                            0,
+		"999999":                        0, // absurd
+		"soon":                          0,
+		"Sun, 29 Nov 2026 12:01:00 GMT": time.Minute,
+		"Sun, 29 Nov 2026 11:59:00 GMT": 0, // in the past
+	}
+	for header, want := range cases {
+		if got := parseRetryAfter(header, now); got != want {
+			t.Errorf("parseRetryAfter(%q) = %s, want %s", header, got, want)
+		}
+	}
+}
+
+func TestRedactSecret(t *testing.T) {
+	secret := "a1b2c3+d4/e5=f6&g7"
+	cases := []string{
+		"echo " + secret,
+		"echo client_secret=" + url.QueryEscape(secret),
+		"echo " + url.PathEscape(secret),
+		`{"m":"` + secret + `"}`,
+		"truncated echo " + secret[:13], // a fragment of 12+ characters
+	}
+	for _, text := range cases {
+		got := redactSecret(text, secret)
+		if strings.Contains(got, secret) || strings.Contains(got, url.QueryEscape(secret)) || strings.Contains(got, secret[:12]) {
+			t.Errorf("redactSecret(%q) = %q still holds the secret", text, got)
+		}
+	}
+	if got := redactSecret("harmless", secret); got != "harmless" {
+		t.Errorf("redactSecret changed harmless text: %q", got)
+	}
+}
+
+func TestTruncateKeepsRunes(t *testing.T) {
+	if got := truncate("ééé", 3); got != "é..." {
+		t.Fatalf("truncate split a rune: %q", got)
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	cases := map[time.Duration]string{
+		12 * time.Hour:            "12h",
+		10 * time.Minute:          "10m",
+		30 * time.Second:          "30s",
+		90 * time.Minute:          "1h30m",
+		time.Hour + 5*time.Second: "1h0m5s",
+		0:                         "0s",
+		1500 * time.Millisecond:   "1.5s",
+	}
+	for d, want := range cases {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
