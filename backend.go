@@ -31,6 +31,13 @@ type backend struct {
 
 	// clock is time.Now outside tests.
 	clock func() time.Time
+	// retry bounds each mint's retries; tests shorten its delays.
+	retry retryPolicy
+	// storage is the mount's storage view, used outside requests to
+	// persist a newly minted token.
+	storage logical.Storage
+	// stats counts this mount's mints, failures and reads.
+	stats mountStats
 
 	// mu serialises loading, replacing and dropping the token cache, so a
 	// config write and an invalidation cannot interleave.
@@ -50,14 +57,22 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 		return nil, errors.New("configuration passed into backend is nil")
 	}
 	b := newBackend(time.Now)
-	if err := b.Setup(ctx, conf); err != nil {
+	if err := b.setup(ctx, conf); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
+func (b *backend) setup(ctx context.Context, conf *logical.BackendConfig) error {
+	if err := b.Setup(ctx, conf); err != nil {
+		return err
+	}
+	b.storage = conf.StorageView
+	return nil
+}
+
 func newBackend(clock func() time.Time) *backend {
-	b := &backend{clock: clock}
+	b := &backend{clock: clock, retry: defaultRetryPolicy}
 	b.Backend = &framework.Backend{
 		BackendType:    logical.TypeLogical,
 		Help:           strings.TrimSpace(backendHelp),
@@ -67,7 +82,7 @@ func newBackend(clock func() time.Time) *backend {
 			b.pathToken(),
 		},
 		PathsSpecial: &logical.Paths{
-			SealWrapStorage: []string{configStorageKey},
+			SealWrapStorage: []string{configStorageKey, tokenStorageKey},
 		},
 		Secrets:    []*framework.Secret{b.secretAccessToken()},
 		Invalidate: b.invalidate,
@@ -77,8 +92,11 @@ func newBackend(clock func() time.Time) *backend {
 }
 
 // invalidate runs when another node (or replication) changed a storage key.
+// Dropping the cache makes the next read rebuild it from storage: the new
+// config, and the token that node minted.
 func (b *backend) invalidate(_ context.Context, key string) {
-	if key == configStorageKey {
+	switch key {
+	case configStorageKey, tokenStorageKey:
 		b.replaceTokenCache(nil)
 	}
 }
@@ -122,6 +140,7 @@ func (b *backend) tokenCache(ctx context.Context, s logical.Storage) (*tokenCach
 	if err != nil {
 		return nil, err
 	}
+	b.restoreStoredToken(ctx, s, c, cfg)
 	b.tokens.Store(c)
 	return c, nil
 }
@@ -131,7 +150,50 @@ func (b *backend) newTokenCacheFor(cfg *manusConfig) (*tokenCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newTokenCache(&loggingMinter{client: client, logger: b.Logger()}, b.clock, cfg.RefreshThreshold), nil
+	m := &minter{client: client, clientID: cfg.loggableClientID(), logger: b.Logger(), stats: &b.stats, policy: b.retry}
+	return newTokenCache(m, b.clock, tokenCacheOptions{
+		refreshThreshold: cfg.RefreshThreshold,
+		requestTimeout:   cfg.RequestTimeout,
+		stats:            &b.stats,
+		logger:           b.Logger(),
+		persist:          func(tok *accessToken) { b.persistToken(tok, cfg.Generation) },
+	}), nil
+}
+
+// restoreStoredToken seeds c with the persisted token if it was minted with
+// this config and can still back a lease. Failing to read it costs a mint,
+// not the read.
+func (b *backend) restoreStoredToken(ctx context.Context, s logical.Storage, c *tokenCache, cfg *manusConfig) {
+	st, err := readStoredToken(ctx, s)
+	switch {
+	case err != nil:
+		b.Logger().Warn("could not read the persisted token; the next read mints a new one", "error", err)
+	case st == nil || st.ConfigGeneration != cfg.Generation:
+	case st.leaseTTL(b.clock().Add(responseSlack)) == 0:
+		b.Logger().Debug("the persisted token is too close to expiry to reuse")
+	default:
+		c.restore(&st.accessToken)
+		b.Logger().Info("reusing the persisted Manus access token", "expires_at", st.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+}
+
+// persistToken stores a newly minted token so restarts and other nodes
+// reuse it. Best-effort: a read-only node or a storage fault only costs a
+// mint later, never the read that minted it.
+func (b *backend) persistToken(tok *accessToken, generation string) {
+	if b.storage == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := writeStoredToken(ctx, b.storage, tok, generation)
+	switch {
+	case err == nil:
+	case isReadOnly(err):
+		b.Logger().Debug("not persisting the token: storage is read-only on this node")
+	default:
+		b.Logger().Warn("could not persist the token; it stays cached in memory", "error", err)
+	}
 }
 
 const backendHelp = `

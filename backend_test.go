@@ -22,6 +22,16 @@ const (
 	testClientSecret = "a1b2c3d4e5f6789012345678901234567890abcdef1234567890abcdef123456"
 )
 
+// testRetryPolicy keeps the default attempts and budget with delays short
+// enough for unit tests.
+var testRetryPolicy = retryPolicy{
+	attempts:  defaultRetryPolicy.attempts,
+	baseDelay: time.Millisecond,
+	maxDelay:  4 * time.Millisecond,
+	budget:    defaultRetryPolicy.budget,
+	sleep:     sleepContext,
+}
+
 // testClock is an injected clock the tests move by hand.
 type testClock struct {
 	mu  sync.Mutex
@@ -113,10 +123,11 @@ func (e *testEnv) secondMount() *testEnv {
 func (e *testEnv) newBackend() *backend {
 	e.t.Helper()
 	b := newBackend(e.clock.Now)
+	b.retry = testRetryPolicy
 	conf := logical.TestBackendConfig()
 	conf.StorageView = e.storage
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: e.logs})
-	if err := b.Setup(context.Background(), conf); err != nil {
+	if err := b.setup(context.Background(), conf); err != nil {
 		e.t.Fatal(err)
 	}
 	return b
@@ -220,8 +231,19 @@ func failureOf(t *testing.T, resp *logical.Response, err error) (int, string) {
 	case resp != nil && resp.IsError():
 		return http.StatusBadRequest, resp.Error().Error()
 	}
-	t.Fatalf("expected the request to fail, got %#v", resp)
+	t.Fatalf("expected the request to fail, but it succeeded (fields %v)", keysOf(resp))
 	return 0, ""
+}
+
+func keysOf(resp *logical.Response) []string {
+	if resp == nil {
+		return nil
+	}
+	keys := make([]string, 0, len(resp.Data))
+	for k := range resp.Data {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 func accessTokenOf(resp *logical.Response) string {
@@ -250,10 +272,11 @@ func TestFactoryRejectsNilConfig(t *testing.T) {
 	}
 }
 
-func TestConfigIsSealWrapped(t *testing.T) {
+func TestStorageIsSealWrapped(t *testing.T) {
 	b := newBackend(time.Now)
-	if got := b.SpecialPaths().SealWrapStorage; len(got) != 1 || got[0] != configStorageKey {
-		t.Fatalf("SealWrapStorage = %q, want [%q]", got, configStorageKey)
+	got := b.SpecialPaths().SealWrapStorage
+	if len(got) != 2 || got[0] != configStorageKey || got[1] != tokenStorageKey {
+		t.Fatalf("SealWrapStorage = %q, want config and token", got)
 	}
 }
 
@@ -301,6 +324,7 @@ func TestInvalidateConfigDropsCachedToken(t *testing.T) {
 	e.manus.AddClient("tm_rotated", "rotated-secret")
 	cfg, _ := readConfig(context.Background(), e.storage)
 	cfg.ClientID, cfg.ClientSecret = "tm_rotated", "rotated-secret"
+	cfg.Generation = newConfigGeneration() // as that node's write did
 	if err := writeConfig(context.Background(), e.storage, cfg); err != nil {
 		t.Fatal(err)
 	}

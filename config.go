@@ -36,6 +36,10 @@ type manusConfig struct {
 	RequestTimeout   time.Duration `json:"request_timeout"`
 	CACert           string        `json:"ca_cert,omitempty"`
 	RefreshThreshold time.Duration `json:"refresh_threshold"`
+
+	// Generation changes on every write; the stored token records the
+	// generation it was minted under.
+	Generation string `json:"generation"`
 }
 
 // shortDuration prints 12h rather than 12h0m0s in messages.
@@ -102,12 +106,22 @@ func (c *manusConfig) validate() error {
 	return nil
 }
 
-// warnings lists what is allowed but probably a mistake.
+// warnings lists what is allowed but probably a mistake. The client ID is
+// not quoted: if it lacks the prefix it may be a pasted secret.
 func (c *manusConfig) warnings() []string {
 	if strings.HasPrefix(c.ClientID, clientIDPrefix) {
 		return nil
 	}
-	return []string{fmt.Sprintf("client_id %q does not start with %q like every Manus client ID; check that the client ID and secret were not swapped", c.ClientID, clientIDPrefix)}
+	return []string{fmt.Sprintf("client_id does not start with %q like every Manus client ID; check that the client ID and secret were not swapped", clientIDPrefix)}
+}
+
+// loggableClientID is the client ID for log lines, withheld when it does not
+// look like one: a client_secret written into client_id must not be logged.
+func (c *manusConfig) loggableClientID() string {
+	if strings.HasPrefix(c.ClientID, clientIDPrefix) && len(c.ClientID) <= 64 {
+		return c.ClientID
+	}
+	return "(withheld: lacks the tm_ prefix)"
 }
 
 func validateBaseURL(raw string) error {

@@ -31,7 +31,7 @@ func TestUpstreamFailuresAreExplained(t *testing.T) {
 		style      standin.ErrorStyle
 		wantStatus int
 		want       []string
-	}{
+	}{ // every case is an outage: the fault answers every attempt
 		{"deleted credential", standin.Fault{}, standin.GRPCStyle, 502, []string{"HTTP 401 INVALID_CLIENT", "unknown or the credential was deleted", "config"}},
 		{"deleted credential, RFC 6749 body", standin.Fault{}, standin.OAuthStyle, 502, []string{"HTTP 401 INVALID_CLIENT", "config"}},
 		{"invalid request", standin.Fault{Status: 400, Body: `{"code":"INVALID_REQUEST","message":"client_id or client_secret is missing"}`}, 0, 502, []string{"HTTP 400 INVALID_REQUEST", "missing"}},
@@ -55,6 +55,7 @@ func TestUpstreamFailuresAreExplained(t *testing.T) {
 		{"redirect", standin.Fault{Status: 307, Body: "", Header: map[string]string{"Location": "https://elsewhere.example/token"}}, 0, 502, []string{"redirect", "HTTP 307"}},
 		{"permission denied", standin.Fault{Status: 403, Body: `{"code":"PERMISSION_DENIED","message":"team suspended"}`}, 0, 502, []string{"HTTP 403 PERMISSION_DENIED", "team suspended"}},
 		{"timeout", stall(3 * time.Second), 0, 504, []string{"within 1s", "request_timeout"}},
+		{"timeout, answer arrives late", stall(1200 * time.Millisecond), 0, 504, []string{"within 1s", "request_timeout"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,7 +65,7 @@ func TestUpstreamFailuresAreExplained(t *testing.T) {
 			if tc.fault.Status == 0 && tc.fault.Stall == 0 {
 				e.manus.DeleteClient(testClientID)
 			} else {
-				e.manus.FailNext(tc.fault)
+				e.manus.SetOutage(tc.fault)
 			}
 			status, msg := e.readTokenError()
 			if status != tc.wantStatus {
@@ -77,6 +78,18 @@ func TestUpstreamFailuresAreExplained(t *testing.T) {
 			}
 			if strings.Contains(msg, "xxxxxxxx") || strings.Contains(msg, "<html") {
 				t.Errorf("message quotes the upstream body: %q", msg)
+			}
+			// Transient failures get every attempt; verdicts on the
+			// request get one. Timeouts outlast the reader's wait.
+			if tc.wantStatus == 502 {
+				want := 1
+				if strings.Contains(tc.name, "rate limited, no body") || strings.Contains(tc.name, "internal") ||
+					strings.Contains(tc.name, "bad gateway") || strings.Contains(tc.name, "gRPC error body") {
+					want = testRetryPolicy.attempts
+				}
+				if got := e.manus.Requests(); got != want {
+					t.Errorf("%d token requests, want %d", got, want)
+				}
 			}
 		})
 	}
@@ -113,7 +126,7 @@ func TestEchoingUpstreamCannotLeakSecret(t *testing.T) {
 				e := newTestEnv(t)
 				e.manus.AddClient(testClientID, secret)
 				e.configure(map[string]any{"client_secret": secret, "verify_credentials": false})
-				e.manus.FailNext(fault)
+				e.manus.SetOutage(fault)
 				_, msg := e.readTokenError()
 				for _, form := range []string{secret, url.QueryEscape(secret)} {
 					if strings.Contains(msg, form) {

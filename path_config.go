@@ -148,6 +148,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 	if err := cfg.validate(); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	cfg.Generation = newConfigGeneration()
 
 	cache, err := b.newTokenCacheFor(cfg)
 	if err != nil {
@@ -155,7 +156,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 	}
 	verify := data.Get("verify_credentials").(bool)
 	if verify {
-		if _, err := cache.token(ctx); err != nil {
+		// The verified token is cached and persisted with the new
+		// generation, so the first reads reuse it.
+		if _, err := cache.mintNow(ctx); err != nil {
 			cache.close()
 			return verificationFailure(err)
 		}
@@ -164,8 +167,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 		cache.close()
 		return nil, err
 	}
+	if !verify {
+		b.forgetStoredToken(ctx, req.Storage)
+	}
 	b.swapTokenCacheLocked(cache)
-	b.Logger().Info("config written; cached token replaced", "client_id", cfg.ClientID, "base_url", cfg.BaseURL, "verified", verify)
+	b.Logger().Info("config written; cached token replaced", "client_id", cfg.loggableClientID(), "base_url", cfg.BaseURL, "verified", verify)
 
 	return responseWithWarnings(cfg.warnings()), nil
 }
@@ -210,9 +216,19 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 	if err := req.Storage.Delete(ctx, configStorageKey); err != nil {
 		return nil, fmt.Errorf("deleting config: %w", err)
 	}
+	b.forgetStoredToken(ctx, req.Storage)
 	b.swapTokenCacheLocked(nil)
 	b.Logger().Info("config deleted; cached token dropped")
 	return nil, nil
+}
+
+// forgetStoredToken removes the persisted token of replaced credentials. Its
+// generation would keep it from being restored anyway; this keeps a token of
+// deleted credentials out of storage.
+func (b *backend) forgetStoredToken(ctx context.Context, s logical.Storage) {
+	if err := s.Delete(ctx, tokenStorageKey); err != nil {
+		b.Logger().Warn("could not delete the persisted token of the old config", "error", err)
+	}
 }
 
 // rejectUnknownFields turns the framework's "ignored parameters" warning into

@@ -160,6 +160,7 @@ func TestPartialUpdateKeepsOtherFields(t *testing.T) {
 		BaseURL:          newURL,
 		RequestTimeout:   20 * time.Second,
 		RefreshThreshold: 15 * time.Minute,
+		Generation:       cfg.Generation, // new on every write
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("after a base_url-only update config = %+v, want %+v", cfg, want)

@@ -68,11 +68,15 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 	if err != nil {
 		return nil, err
 	}
-	tok, err := cache.token(ctx)
+	tok, warning, err := cache.token(ctx)
 	if err != nil {
 		return nil, readFailure(err)
 	}
-	return b.tokenResponse(tok, b.clock()), nil
+	resp := b.tokenResponse(tok, b.clock())
+	if warning != "" {
+		resp.AddWarning(warning)
+	}
+	return resp, nil
 }
 
 // tokenResponse wraps the token in a non-renewable lease that ends a safety
@@ -97,8 +101,12 @@ func (b *backend) tokenResponse(tok *accessToken, now time.Time) *logical.Respon
 // readFailure gives a reader the upstream failure with a gateway status.
 func readFailure(err error) error {
 	var upErr *upstreamError
-	if errors.As(err, &upErr) {
+	var inProgress *mintInProgressError
+	switch {
+	case errors.As(err, &upErr):
 		return logical.CodedError(upErr.vaultStatus(), err.Error())
+	case errors.As(err, &inProgress):
+		return logical.CodedError(http.StatusGatewayTimeout, err.Error())
 	}
 	return err
 }

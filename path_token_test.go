@@ -278,12 +278,14 @@ func TestRenewIsUnsupported(t *testing.T) {
 
 func TestTokenReadFailureIsGatewayError(t *testing.T) {
 	e := newTestEnv(t)
-	e.configure(nil)
+	e.configure(map[string]any{"verify_credentials": false})
 	e.manus.DeleteClient(testClientID)
-	e.clock.Advance(55 * time.Minute)
 	status, msg := e.readTokenError()
 	if status != http.StatusBadGateway || !strings.Contains(msg, "INVALID_CLIENT") || !strings.Contains(msg, "config") {
 		t.Fatalf("got %d %q; want 502 with INVALID_CLIENT and a hint to update config", status, msg)
+	}
+	if e.manus.Requests() != 1 {
+		t.Fatalf("a rejected credential was retried: %d requests", e.manus.Requests())
 	}
 }
 

@@ -3,9 +3,12 @@ package manus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 const (
@@ -64,22 +67,50 @@ func (t *accessToken) isFresh(now time.Time, configuredThreshold time.Duration) 
 	return t.ExpiresAt.Sub(now) > t.refreshThreshold(configuredThreshold) && t.leaseTTL(now.Add(responseSlack)) > 0
 }
 
-// tokenMinter is the upstream side of the cache; *manusClient in production.
+// tokenMinter is the upstream side of the cache: a mint with retries.
 type tokenMinter interface {
 	mintToken(ctx context.Context) (*accessToken, error)
 }
 
-// tokenCache holds one mount's token. Reads of a fresh token take no lock;
-// when the token must be replaced, concurrent readers share a single mint.
+const (
+	// minFailureBackoff and maxFailureBackoff bound the window after a
+	// failed mint in which reads do not ask Manus again; it doubles with
+	// each consecutive failure.
+	minFailureBackoff = time.Second
+	maxFailureBackoff = time.Minute
+
+	// maxHonouredRetryAfter caps how long a Retry-After may extend that
+	// window.
+	maxHonouredRetryAfter = 5 * time.Minute
+
+	// readerWaitSlack is added to request_timeout for how long a read waits
+	// for a mint in flight, so it sees the attempt's own timeout error.
+	readerWaitSlack = 500 * time.Millisecond
+)
+
+// tokenCache holds one mount's token. Reads of a fresh token take no lock.
+// When the token must be replaced, concurrent readers share a single mint;
+// if that fails, readers get the cached token while it can still back a
+// lease, and for a growing back-off window no new mint is attempted.
 type tokenCache struct {
 	minter           tokenMinter
 	clock            func() time.Time
 	refreshThreshold time.Duration
+	requestTimeout   time.Duration // a read waits this plus readerWaitSlack for a mint
+	stats            *mountStats
+	logger           hclog.Logger
+	// persist stores a newly minted token, best-effort; nil skips it.
+	persist func(*accessToken)
 
 	current atomic.Pointer[accessToken]
 
-	mu      sync.Mutex
-	pending *pendingMint
+	mu        sync.Mutex
+	pending   *pendingMint
+	restored  bool      // current was read back from storage
+	failures  int       // consecutive failed mints
+	lastErr   error     // the last failed mint's error
+	lastErrAt time.Time // when it failed
+	retryAt   time.Time // no new mint before this
 
 	// ctx ends when the cache is dropped, cancelling an in-flight mint whose
 	// credentials are no longer the mount's.
@@ -94,23 +125,53 @@ type pendingMint struct {
 	err   error
 }
 
-func newTokenCache(minter tokenMinter, clock func() time.Time, refreshThreshold time.Duration) *tokenCache {
+type tokenCacheOptions struct {
+	refreshThreshold time.Duration
+	requestTimeout   time.Duration
+	stats            *mountStats
+	logger           hclog.Logger
+	persist          func(*accessToken)
+}
+
+func newTokenCache(minter tokenMinter, clock func() time.Time, opts tokenCacheOptions) *tokenCache {
 	ctx, stop := context.WithCancel(context.Background())
+	if opts.stats == nil {
+		opts.stats = &mountStats{}
+	}
+	if opts.logger == nil {
+		opts.logger = hclog.NewNullLogger()
+	}
 	return &tokenCache{
 		minter:           minter,
 		clock:            clock,
-		refreshThreshold: refreshThreshold,
+		refreshThreshold: opts.refreshThreshold,
+		requestTimeout:   opts.requestTimeout,
+		stats:            opts.stats,
+		logger:           opts.logger,
+		persist:          opts.persist,
 		ctx:              ctx,
 		stop:             stop,
 	}
 }
 
-// token returns a token fresh enough to serve, minting one if needed.
-func (c *tokenCache) token(ctx context.Context) (*accessToken, error) {
+// token returns a token to serve. warning is non-empty when the token is a
+// cached one served because its refresh failed.
+func (c *tokenCache) token(ctx context.Context) (tok *accessToken, warning string, err error) {
 	if tok := c.fresh(); tok != nil {
-		return tok, nil
+		c.stats.cacheHits.Add(1)
+		return tok, "", nil
 	}
-	return c.awaitMint(ctx)
+	tok, err = c.refresh(ctx)
+	if err == nil {
+		return tok, "", nil
+	}
+	if stale := c.servable(); stale != nil {
+		c.stats.staleServes.Add(1)
+		c.logger.Warn("serving the cached token after a failed refresh", append(failureFields(err),
+			"expires_at", stale.ExpiresAt.UTC().Format(time.RFC3339))...)
+		return stale, staleWarning(err, stale), nil
+	}
+	return nil, "", err
 }
 
 // fresh returns the cached token if it needs no refresh, else nil.
@@ -122,28 +183,68 @@ func (c *tokenCache) fresh() *accessToken {
 	return nil
 }
 
-// awaitMint joins the mint in flight or starts one, then waits for it. The
-// mint runs detached from ctx: a reader that gives up does not cancel the
-// mint the other readers are waiting for.
-func (c *tokenCache) awaitMint(ctx context.Context) (*accessToken, error) {
+// servable returns the cached token if it can still back a lease of a
+// second or more, else nil.
+func (c *tokenCache) servable() *accessToken {
+	tok := c.current.Load()
+	if tok != nil && tok.leaseTTL(c.clock().Add(responseSlack)) > 0 {
+		return tok
+	}
+	return nil
+}
+
+// refresh joins the mint in flight or starts one, unless a failure back-off
+// is in force, and waits at most request_timeout (plus slack) for it.
+func (c *tokenCache) refresh(ctx context.Context) (*accessToken, error) {
 	c.mu.Lock()
 	if tok := c.fresh(); tok != nil { // minted while we waited for the lock
 		c.mu.Unlock()
 		return tok, nil
 	}
-	p := c.pending
-	if p == nil {
-		p = &pendingMint{done: make(chan struct{})}
-		c.pending = p
-		go c.mint(p)
+	if c.pending == nil && c.clock().Before(c.retryAt) {
+		err := &backoffError{last: c.lastErr, failures: c.failures, until: c.retryAt}
+		c.mu.Unlock()
+		return nil, err
 	}
+	p := c.joinOrStartMintLocked()
 	c.mu.Unlock()
+	return c.wait(ctx, p, c.requestTimeout+readerWaitSlack)
+}
 
+// mintNow mints regardless of the failure back-off and waits for the result
+// as long as ctx allows: config verification wants a definite answer.
+func (c *tokenCache) mintNow(ctx context.Context) (*accessToken, error) {
+	c.mu.Lock()
+	p := c.joinOrStartMintLocked()
+	c.mu.Unlock()
+	return c.wait(ctx, p, 0)
+}
+
+func (c *tokenCache) joinOrStartMintLocked() *pendingMint {
+	if c.pending == nil {
+		c.pending = &pendingMint{done: make(chan struct{})}
+		go c.mint(c.pending)
+	}
+	return c.pending
+}
+
+// wait waits for p, for ctx, and for at most limit (0: no limit). The mint
+// runs detached: a reader that gives up does not cancel the mint the other
+// readers are waiting for.
+func (c *tokenCache) wait(ctx context.Context, p *pendingMint, limit time.Duration) (*accessToken, error) {
+	var timeout <-chan time.Time
+	if limit > 0 {
+		timer := time.NewTimer(limit)
+		defer timer.Stop()
+		timeout = timer.C
+	}
 	select {
 	case <-p.done:
 		return p.token, p.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-timeout:
+		return nil, &mintInProgressError{requestTimeout: c.requestTimeout}
 	}
 }
 
@@ -152,9 +253,14 @@ func (c *tokenCache) mint(p *pendingMint) {
 	if err != nil && c.ctx.Err() != nil {
 		err = errMountReconfigured
 	}
+	if err == nil && c.persist != nil && c.ctx.Err() == nil {
+		c.persist(tok)
+	}
 	c.mu.Lock()
 	if err == nil {
-		c.current.Store(tok)
+		c.recordSuccessLocked(tok)
+	} else if !errors.Is(err, errMountReconfigured) {
+		c.recordFailureLocked(err)
 	}
 	p.token, p.err = tok, err
 	c.pending = nil
@@ -162,17 +268,90 @@ func (c *tokenCache) mint(p *pendingMint) {
 	close(p.done)
 }
 
-// seed installs a token minted elsewhere, e.g. when config verification
-// minted one.
+func (c *tokenCache) recordSuccessLocked(tok *accessToken) {
+	c.current.Store(tok)
+	c.restored = false
+	if c.failures > 0 {
+		c.logger.Info("Manus is issuing tokens again; failure back-off ended", "failed_mints", c.failures)
+	}
+	c.failures = 0
+	c.retryAt = time.Time{}
+}
+
+func (c *tokenCache) recordFailureLocked(err error) {
+	now := c.clock()
+	c.failures++
+	c.lastErr, c.lastErrAt = err, now
+	c.retryAt = now.Add(failureBackoff(c.failures, retryAfterOf(err)))
+	c.logger.Warn("failure back-off: reads will not ask Manus for a token until it ends",
+		"until", c.retryAt.UTC().Format(time.RFC3339), "window", c.retryAt.Sub(now), "failed_mints", c.failures)
+}
+
+// failureBackoff is the window after the nth consecutive failed mint:
+// 1s, 2s, 4s ... up to a minute, or longer if Manus asked for it.
+func failureBackoff(failures int, retryAfter time.Duration) time.Duration {
+	window := maxFailureBackoff
+	if failures < 8 {
+		window = min(minFailureBackoff<<(failures-1), maxFailureBackoff)
+	}
+	return max(window, min(retryAfter, maxHonouredRetryAfter))
+}
+
+func retryAfterOf(err error) time.Duration {
+	var upErr *upstreamError
+	if errors.As(err, &upErr) {
+		return upErr.retryAfter
+	}
+	return 0
+}
+
+// seed installs a token minted elsewhere (by config verification).
 func (c *tokenCache) seed(tok *accessToken) {
 	c.current.Store(tok)
 }
 
-// close cancels any mint in flight and releases the minter's connections;
-// the cache is not used afterwards.
+// restore installs a token read back from storage.
+func (c *tokenCache) restore(tok *accessToken) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.current.Store(tok)
+	c.restored = true
+}
+
+// close cancels any mint in flight; the cache is not used afterwards.
 func (c *tokenCache) close() {
 	c.stop()
 	if closer, ok := c.minter.(interface{ close() }); ok {
 		closer.close()
 	}
+}
+
+// backoffError is returned without asking Manus while a failure back-off is
+// in force; it carries the failure that started it.
+type backoffError struct {
+	last     error
+	failures int
+	until    time.Time
+}
+
+func (e *backoffError) Error() string {
+	return fmt.Sprintf("%v (after %d failed token requests in a row the plugin waits until %s before asking Manus again)",
+		e.last, e.failures, e.until.UTC().Format(time.RFC3339))
+}
+
+func (e *backoffError) Unwrap() error { return e.last }
+
+// mintInProgressError is a read that stopped waiting for a slow mint.
+type mintInProgressError struct {
+	requestTimeout time.Duration
+}
+
+func (e *mintInProgressError) Error() string {
+	return fmt.Sprintf("no token yet: Manus has not answered within %s (request_timeout); the token request goes on in the background, read again shortly",
+		e.requestTimeout)
+}
+
+func staleWarning(err error, tok *accessToken) string {
+	return fmt.Sprintf("refreshing the Manus token failed, so this is the cached token, valid until %s; its lease is shortened to match. Cause: %v",
+		tok.ExpiresAt.UTC().Format(time.RFC3339), err)
 }

@@ -36,11 +36,12 @@ func TestTokenLifetimeEndToEnd(t *testing.T) {
 	// expires_in shapes Manus (or a proxy) might send, through the real
 	// oauth2 parser and the plugin.
 	cases := map[string]time.Duration{
-		`3600`:   time.Hour,
-		`"3600"`: time.Hour,
-		`0`:      fallbackTokenLifetime,
-		`null`:   fallbackTokenLifetime,
-		`20`:     20 * time.Second,
+		`3600`:        time.Hour,
+		`"3600"`:      time.Hour,
+		`0`:           fallbackTokenLifetime,
+		`null`:        fallbackTokenLifetime,
+		`20`:          20 * time.Second,
+		`99999999999`: maxTokenLifetime,
 	}
 	for raw, want := range cases {
 		t.Run(raw, func(t *testing.T) {

@@ -108,6 +108,16 @@ func (e *upstreamError) classify() *upstreamError {
 	return e
 }
 
+// retryable reports whether another attempt could succeed: the failure was
+// in transit or on the Manus side, not a verdict on the request.
+func (e *upstreamError) retryable() bool {
+	switch e.kind {
+	case failTimeout, failConnection, failUnavailable, failRateLimited:
+		return true
+	}
+	return false
+}
+
 // vaultStatus is the HTTP status Vault gives the client for this failure on
 // a token read: the gateway statuses, since the reader did nothing wrong.
 func (e *upstreamError) vaultStatus() int {

@@ -1,0 +1,441 @@
+package manus
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
+)
+
+func outage503() standin.Fault {
+	return standin.Fault{Status: 503, Body: `{"code":"UNAVAILABLE","message":"maintenance"}`}
+}
+
+func TestTransientFailuresAreRetried(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.FailNext(outage503(), standin.Fault{Status: 500, Body: `{"code":"INTERNAL"}`}, stall(0))
+	resp := e.readToken()
+	if !e.manus.IsValid(accessTokenOf(resp)) || e.manus.Requests() != 3 {
+		t.Fatalf("requests = %d; want two failures retried into a third, successful attempt", e.manus.Requests())
+	}
+	if got := e.b.stats.retries.Load(); got != 2 {
+		t.Fatalf("retries counted = %d, want 2", got)
+	}
+}
+
+// recordingSleeps returns a retry policy whose sleeps return at once and are
+// recorded.
+func recordingSleeps(maxDelay time.Duration) (retryPolicy, func() []time.Duration) {
+	var mu sync.Mutex
+	var slept []time.Duration
+	p := testRetryPolicy
+	p.maxDelay = maxDelay
+	p.sleep = func(_ context.Context, d time.Duration) error {
+		mu.Lock()
+		defer mu.Unlock()
+		slept = append(slept, d)
+		return nil
+	}
+	return p, func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Duration(nil), slept...)
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	e := newTestEnv(t)
+	policy, slept := recordingSleeps(8 * time.Second)
+	e.b.retry = policy
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.FailNext(standin.Fault{Status: 429, Header: map[string]string{"Retry-After": "3"}})
+	e.readToken()
+	if got := slept(); len(got) != 1 || got[0] != 3*time.Second {
+		t.Fatalf("slept %v before retrying; want the 3s Retry-After", got)
+	}
+}
+
+func TestLongRetryAfterEndsMintAndStretchesBackoff(t *testing.T) {
+	e := newTestEnv(t)
+	policy, slept := recordingSleeps(8 * time.Second)
+	e.b.retry = policy
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.SetOutage(standin.Fault{Status: 429, Header: map[string]string{"Retry-After": "120"}})
+	status, msg := e.readTokenError()
+	if status != http.StatusBadGateway || !strings.Contains(msg, "2m0s") {
+		t.Fatalf("got %d %q", status, msg)
+	}
+	if len(slept()) != 0 || e.manus.Requests() != 1 {
+		t.Fatal("the plugin waited out a 2-minute Retry-After inside one read")
+	}
+	e.clock.Advance(119 * time.Second)
+	e.readTokenError()
+	if e.manus.Requests() != 1 {
+		t.Fatal("asked Manus again before its Retry-After passed")
+	}
+	e.clock.Advance(2 * time.Second)
+	e.readTokenError()
+	if e.manus.Requests() != 2 {
+		t.Fatalf("requests = %d; want one new attempt after Retry-After", e.manus.Requests())
+	}
+}
+
+func TestRetryDelaysAreJitteredExponential(t *testing.T) {
+	p := defaultRetryPolicy
+	for n := 1; n <= 6; n++ {
+		full := min(p.baseDelay<<(n-1), p.maxDelay)
+		for range 50 {
+			if d := p.delay(n); d < full/2 || d > full {
+				t.Fatalf("delay(%d) = %s, want within [%s, %s]", n, d, full/2, full)
+			}
+		}
+	}
+}
+
+// fakeAttempter fails every attempt with err.
+type fakeAttempter struct {
+	mu    sync.Mutex
+	calls int
+	err   error
+}
+
+func (f *fakeAttempter) mintToken(ctx context.Context) (*accessToken, error) {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+	return nil, f.err
+}
+
+func TestMintStaysWithinBudget(t *testing.T) {
+	attempter := &fakeAttempter{err: &upstreamError{kind: failUnavailable, status: 503}}
+	m := &minter{
+		client: attempter, logger: hclog.NewNullLogger(), stats: &mountStats{},
+		policy: retryPolicy{attempts: 100, baseDelay: 200 * time.Millisecond, maxDelay: 400 * time.Millisecond, budget: 2 * time.Second, sleep: sleepContext},
+	}
+	started := time.Now()
+	if _, err := m.mintToken(context.Background()); err == nil {
+		t.Fatal("mint succeeded")
+	}
+	if took := time.Since(started); took > 2*time.Second {
+		t.Fatalf("mint took %s, over its 2s budget", took)
+	}
+	if attempter.calls < 2 || attempter.calls >= 100 {
+		t.Fatalf("%d attempts; want retries cut short by the budget", attempter.calls)
+	}
+}
+
+func TestDefaultMintBoundIsInsideVaultRequestTimeout(t *testing.T) {
+	// Vault ends a request after 90s by default (max_request_duration).
+	worst := defaultRetryPolicy.budget
+	if worst > 90*time.Second/2 {
+		t.Fatalf("mint budget %s is not well inside Vault's 90s request limit", worst)
+	}
+	if maxRequestTimeout+readerWaitSlack >= worst {
+		t.Fatal("a read could wait longer than a whole mint")
+	}
+}
+
+func TestStaleWhileErrorServesCachedTokenUntilItCannot(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	cached := e.manus.Issued()[0]
+	e.clock.Advance(55 * time.Minute) // 5 minutes left: due for refresh
+	e.manus.SetOutage(outage503())
+
+	resp := e.readToken()
+	if accessTokenOf(resp) != cached {
+		t.Fatal("the cached token was not served during the outage")
+	}
+	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "HTTP 503") || !strings.Contains(resp.Warnings[0], "cached token") {
+		t.Fatalf("warnings = %q; want one saying the refresh failed and why", resp.Warnings)
+	}
+	if resp.Secret.TTL != 240*time.Second {
+		t.Fatalf("stale lease = %s, want 240s (300s left minus the margin)", resp.Secret.TTL)
+	}
+
+	// Keep reading through the outage: always the cached token, with a
+	// lease that shrinks with it, until it can no longer back one.
+	for left := 290 * time.Second; left > 61*time.Second; left -= 10 * time.Second {
+		e.clock.Advance(10 * time.Second)
+		resp := e.readToken()
+		if accessTokenOf(resp) != cached || resp.Secret.TTL != left-60*time.Second || len(resp.Warnings) != 1 {
+			t.Fatalf("%s left: token cached=%v lease=%s warnings=%d", left, accessTokenOf(resp) == cached, resp.Secret.TTL, len(resp.Warnings))
+		}
+	}
+	e.clock.Advance(10 * time.Second) // 51s left, inside the 60s margin
+	status, msg := e.readTokenError()
+	if status != http.StatusBadGateway || !strings.Contains(msg, "HTTP 503") {
+		t.Fatalf("after the token ran out: %d %q; want the outage error", status, msg)
+	}
+	if got := e.b.stats.staleServes.Load(); got < 20 {
+		t.Fatalf("stale serves counted = %d", got)
+	}
+
+	// Manus is back: once the back-off window passes, the next read mints.
+	e.manus.ClearOutage()
+	e.clock.Advance(maxFailureBackoff)
+	resp = e.readToken()
+	if accessTokenOf(resp) == cached || len(resp.Warnings) != 0 || resp.Secret.TTL < 3540*time.Second {
+		t.Fatal("after the outage the read did not mint a new token")
+	}
+}
+
+func TestFailureBackoffLimitsRequestsDuringOutage(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.DeleteClient(testClientID) // every agent reads with a deleted credential
+
+	const reads = 1000
+	const step = 500 * time.Millisecond
+	fastFailures := 0
+	for range reads {
+		started := time.Now()
+		status, msg := e.readTokenError()
+		if status != http.StatusBadGateway || !strings.Contains(msg, "INVALID_CLIENT") {
+			t.Fatalf("read during outage: %d %q", status, msg)
+		}
+		if strings.Contains(msg, "waits until") {
+			fastFailures++
+			if time.Since(started) > 50*time.Millisecond {
+				t.Fatal("a read inside the back-off window was not fast")
+			}
+		}
+		e.clock.Advance(step)
+	}
+
+	// The schedule: windows of 1, 2, 4 ... 32s, then 60s each. Over 500s
+	// that admits at most 1 + 6 + (500-63)/60 = 14 mints, one request each
+	// (a rejection is never retried).
+	allowed := 1
+	elapsed, window := time.Duration(0), minFailureBackoff
+	for {
+		elapsed += window
+		if elapsed > reads*step {
+			break
+		}
+		allowed++
+		window = min(2*window, maxFailureBackoff)
+	}
+	got := e.manus.Requests()
+	if got > allowed || got < allowed-2 {
+		t.Fatalf("%d reads made %d token requests; the back-off schedule allows %d", reads, got, allowed)
+	}
+	if fastFailures < reads-allowed {
+		t.Fatalf("only %d reads failed fast", fastFailures)
+	}
+}
+
+func TestConfigChangeResetsBackoff(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.SetOutage(outage503())
+	for range 5 { // five failed mints: the window is now 16s
+		e.readTokenError()
+		e.clock.Advance(time.Minute)
+	}
+	e.readTokenError()
+	before := e.manus.Requests()
+
+	e.manus.ClearOutage()
+	resp, err := e.writeConfig(map[string]any{"request_timeout": 5, "verify_credentials": false})
+	requireOK(t, resp, err)
+	e.readToken()
+	if e.manus.Requests() != before+1 {
+		t.Fatal("the config write did not reset the failure back-off")
+	}
+}
+
+func TestSuccessfulMintResetsBackoff(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.DeleteClient(testClientID)
+	for range 4 { // four failed mints in the same cache: the window is 8s
+		e.readTokenError()
+		e.clock.Advance(time.Minute)
+	}
+	e.manus.AddClient(testClientID, testClientSecret) // credential restored
+	e.readToken()
+
+	// The next failure starts again at the shortest window.
+	e.clock.Advance(55 * time.Minute)
+	e.manus.DeleteClient(testClientID)
+	e.readToken() // stale, after one failed mint
+	requests := e.manus.Requests()
+	e.clock.Advance(minFailureBackoff)
+	e.readToken()
+	if e.manus.Requests() != requests+1 {
+		t.Fatal("a successful mint did not reset the back-off to its shortest window")
+	}
+}
+
+func TestStalledUpstreamCostsAReadAtMostTheTimeout(t *testing.T) {
+	stalled := newTestEnv(t)
+	stalled.configure(map[string]any{"verify_credentials": false, "request_timeout": 1})
+	stalled.manus.SetOutage(stall(time.Minute))
+
+	healthy := stalled.secondMount()
+	other := standin.New()
+	other.AddClient(testClientID, testClientSecret)
+	server := httptest.NewServer(other)
+	defer server.Close()
+	healthy.manus = other
+	healthy.configure(map[string]any{"verify_credentials": false, "base_url": server.URL})
+
+	var wg sync.WaitGroup
+	var stalledTook time.Duration
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		started := time.Now()
+		status, _ := stalled.readTokenError()
+		stalledTook = time.Since(started)
+		if status != http.StatusGatewayTimeout {
+			t.Errorf("stalled read: HTTP %d, want 504", status)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the stalled read is now waiting
+	started := time.Now()
+	healthy.readToken()
+	if took := time.Since(started); took > 500*time.Millisecond {
+		t.Errorf("a stalled Manus on one mount slowed another mount's read to %s", took)
+	}
+	wg.Wait()
+	if bound := time.Second + readerWaitSlack + 300*time.Millisecond; stalledTook > bound {
+		t.Fatalf("the stalled read took %s, over the %s bound", stalledTook, bound)
+	}
+}
+
+// readOnlyStorage refuses writes like a performance standby does.
+type readOnlyStorage struct{ logical.Storage }
+
+func (readOnlyStorage) Put(context.Context, *logical.StorageEntry) error { return logical.ErrReadOnly }
+
+func TestTokenIsPersistedAndRestored(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	minted := accessTokenOf(e.readToken())
+
+	st, err := readStoredToken(context.Background(), e.storage)
+	cfg, _ := readConfig(context.Background(), e.storage)
+	if err != nil || st == nil || st.AccessToken != minted || st.ConfigGeneration != cfg.Generation {
+		t.Fatal("the minted token was not persisted with its config generation")
+	}
+
+	// A plugin reload, Vault restart or leader change: a new backend on the
+	// same storage reuses the token without minting.
+	e.b.Clean(context.Background())
+	e.b = e.newBackend()
+	e.clock.Advance(10 * time.Minute)
+	resp := e.readToken()
+	if accessTokenOf(resp) != minted || e.manus.Mints() != 1 {
+		t.Fatalf("after a restart: same token %v, mints %d; want the persisted token and no mint", accessTokenOf(resp) == minted, e.manus.Mints())
+	}
+	if resp.Secret.TTL != 50*time.Minute-time.Minute {
+		t.Fatalf("restored token lease = %s", resp.Secret.TTL)
+	}
+	if c := e.b.tokens.Load(); c == nil || !c.restored {
+		t.Fatal("the cache does not record that its token came from storage")
+	}
+}
+
+func TestPersistedTokenOfOldConfigIsNotRestored(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	old := accessTokenOf(e.readToken())
+	// Storage still holding a token from the previous credentials (say the
+	// delete failed) must not be served under the new ones.
+	stored, _ := readStoredToken(context.Background(), e.storage)
+	resp, err := e.writeConfig(map[string]any{"request_timeout": 20, "verify_credentials": false})
+	requireOK(t, resp, err)
+	if err := writeStoredToken(context.Background(), e.storage, &stored.accessToken, stored.ConfigGeneration); err != nil {
+		t.Fatal(err)
+	}
+	e.b.Clean(context.Background())
+	e.b = e.newBackend()
+	if accessTokenOf(e.readToken()) == old {
+		t.Fatal("a token of the previous config was restored")
+	}
+}
+
+func TestConfigDeleteRemovesPersistedToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	if _, err := e.request(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := readStoredToken(context.Background(), e.storage); st != nil {
+		t.Fatal("the token of a deleted config stayed in storage")
+	}
+}
+
+func TestExpiredPersistedTokenIsNotRestored(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.b.Clean(context.Background())
+	e.clock.Advance(time.Hour)
+	e.b = e.newBackend()
+	e.readToken()
+	if e.manus.Mints() != 2 {
+		t.Fatal("an expired persisted token was not replaced")
+	}
+}
+
+func TestPersistFailureDoesNotFailRead(t *testing.T) {
+	for name, breakStorage := range map[string]func(e *testEnv){
+		"storage error": func(e *testEnv) { e.storage.(*logical.InmemStorage).Underlying().FailPut(true) },
+		"read-only":     func(e *testEnv) { e.b.storage = readOnlyStorage{e.storage} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(map[string]any{"verify_credentials": false})
+			breakStorage(e)
+			resp := e.readToken()
+			if !e.manus.IsValid(accessTokenOf(resp)) {
+				t.Fatal("the read failed because the token could not be persisted")
+			}
+			if accessTokenOf(e.readToken()) != accessTokenOf(resp) || e.manus.Mints() != 1 {
+				t.Fatal("the unpersisted token was not kept in memory")
+			}
+		})
+	}
+}
+
+func TestInvalidateTokenReloadsOtherNodesToken(t *testing.T) {
+	active := newTestEnv(t)
+	active.configure(nil)
+	// A standby sharing the storage has loaded the cache earlier.
+	standby := *active
+	standby.b = active.newBackend()
+	first := accessTokenOf(standby.readToken())
+
+	// The active node refreshes; replication invalidates the standby's key.
+	active.clock.Advance(55 * time.Minute)
+	second := accessTokenOf(active.readToken())
+	if second == first {
+		t.Fatal("the active node did not refresh")
+	}
+	standby.b.InvalidateKey(context.Background(), tokenStorageKey)
+	if got := accessTokenOf(standby.readToken()); got != second || active.manus.Mints() != 2 {
+		t.Fatalf("the standby did not pick up the active node's token (mints=%d)", active.manus.Mints())
+	}
+	standby.b.Clean(context.Background())
+}
+
+func TestReaderGetsMintInProgressWhileUpstreamIsSlow(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false, "request_timeout": 1})
+	e.manus.SetOutage(stall(3 * time.Second))
+	status, msg := e.readTokenError()
+	if status != http.StatusGatewayTimeout || !strings.Contains(msg, "goes on in the background") || !strings.Contains(msg, "1s") {
+		t.Fatalf("got %d %q; want a 504 saying the request goes on", status, msg)
+	}
+}
