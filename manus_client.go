@@ -35,7 +35,7 @@ type manusClient struct {
 	oauth          clientcredentials.Config
 	tokenURL       string
 	attemptTimeout time.Duration
-	transport      *http.Transport
+	transport      http.RoundTripper
 	clock          func() time.Time
 }
 
@@ -44,22 +44,26 @@ func newManusClient(cfg *manusConfig, clock func() time.Time) (*manusClient, err
 	if err != nil {
 		return nil, err
 	}
-	tokenURL := cfg.tokenURL()
 	return &manusClient{
-		oauth: clientcredentials.Config{
-			ClientID:     cfg.ClientID,
-			ClientSecret: cfg.ClientSecret,
-			TokenURL:     tokenURL,
-			// Manus takes the credentials in the form body only. The
-			// auto-detect default would try HTTP Basic first and send every
-			// failing request twice.
-			AuthStyle: oauth2.AuthStyleInParams,
-		},
-		tokenURL:       tokenURL,
+		oauth:          cfg.oauthConfig(),
+		tokenURL:       cfg.tokenURL(),
 		attemptTimeout: cfg.RequestTimeout,
 		transport:      transport,
 		clock:          clock,
 	}, nil
+}
+
+// oauthConfig is the client-credentials exchange for this config.
+func (cfg *manusConfig) oauthConfig() clientcredentials.Config {
+	return clientcredentials.Config{
+		ClientID:     cfg.ClientID,
+		ClientSecret: cfg.ClientSecret,
+		TokenURL:     cfg.tokenURL(),
+		// Manus takes the credentials in the form body only. The
+		// auto-detect default would try HTTP Basic first and send every
+		// failing request twice.
+		AuthStyle: oauth2.AuthStyleInParams,
+	}
 }
 
 // newTransport builds the HTTP transport for one mount. The proxy settings
@@ -110,7 +114,9 @@ func certPoolWith(caPEM string) (*x509.CertPool, error) {
 
 // close releases the idle connections of a client that is being replaced.
 func (c *manusClient) close() {
-	c.transport.CloseIdleConnections()
+	if t, ok := c.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
 }
 
 // mintToken makes one token request. It never returns the upstream body or
