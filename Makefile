@@ -9,6 +9,8 @@ VERSION        := $(shell tr -d '[:space:]' < VERSION)
 PLUGIN_VERSION := v$(VERSION)
 LDFLAGS        := -X $(MODULE).Version=$(PLUGIN_VERSION)
 GO             ?= go
+SOAK_DURATION  ?= 60s
+FUZZTIME       ?= 60s
 
 .DEFAULT_GOAL := help
 
@@ -36,6 +38,16 @@ test-unit: ## Unit tests with the race detector
 test-e2e: ## End-to-end tests in a real Vault server, CLI and Agent (finds or builds Vault)
 	VAULT_BIN="$$(scripts/ensure-vault.sh)" && export VAULT_BIN && \
 		$(GO) test -race -tags e2e -count=1 -timeout 30m ./e2e/
+
+.PHONY: soak
+soak: ## The end-to-end chaos run for a full minute (SOAK_DURATION overrides)
+	VAULT_BIN="$$(scripts/ensure-vault.sh)" && export VAULT_BIN && \
+		E2E_CHAOS_DURATION=$(SOAK_DURATION) $(GO) test -tags e2e -count=1 -v -timeout 30m -run 'TestChaos$$' ./e2e/
+
+.PHONY: fuzz
+fuzz: ## Fuzz the token-response parser and config writes (FUZZTIME each)
+	$(GO) test -run '^$$' -fuzz '^FuzzTokenResponse$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzConfigWrite$$' -fuzztime $(FUZZTIME) .
 
 .PHONY: vet
 vet: ## go vet, including the end-to-end suite

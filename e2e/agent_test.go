@@ -71,7 +71,7 @@ func TestVaultAgentKeepsRenderedTokenValid(t *testing.T) {
 func startAgent(t *testing.T, v *vaultServer, destination string) {
 	t.Helper()
 	tokenFile := filepath.Join(v.dir, "agent-token")
-	writeFile(t, tokenFile, rootToken)
+	writeFile(t, tokenFile, v.token)
 	config := filepath.Join(v.dir, "agent.hcl")
 	writeFile(t, config, fmt.Sprintf(`
 vault {

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -118,15 +119,19 @@ func buildPlugin() error {
 	return nil
 }
 
-// vaultServer is one `vault server -dev` with its own port, plugin
-// directory, log and CLI home.
+// vaultServer is one `vault server` process with its own port, directory,
+// log and CLI home.
 type vaultServer struct {
-	t       *testing.T
-	addr    string // http://127.0.0.1:port
-	dir     string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
+	t         *testing.T
+	addr      string // http://127.0.0.1:port
+	dir       string
+	logPath   string
+	args      []string // `vault server` arguments, reused by restart
+	token     string   // root token
+	unsealKey string   // for servers that are not in dev mode
+
+	cmd  *exec.Cmd
+	done chan struct{}
 }
 
 // startVault starts a dev server with the plugin directory configured but
@@ -134,92 +139,123 @@ type vaultServer struct {
 // it started, when the test ends.
 func startVault(t *testing.T) *vaultServer {
 	t.Helper()
+	v := newVaultServer(t, freePort(t))
+	configPath := filepath.Join(v.dir, "extra.hcl")
+	writeFile(t, configPath, fmt.Sprintf("plugin_directory = %q\n", pluginDir))
+	v.token = rootToken
+	v.args = []string{"server", "-dev",
+		"-dev-root-token-id=" + rootToken,
+		"-dev-listen-address=" + strings.TrimPrefix(v.addr, "http://"),
+		"-dev-no-store-token",
+		"-config=" + configPath,
+		"-log-level=trace",
+	}
+	v.start()
+	v.waitHealth(http.StatusOK)
+	return v
+}
+
+func newVaultServer(t *testing.T, port int) *vaultServer {
 	dir := t.TempDir()
-	port := freePort(t)
 	v := &vaultServer{
 		t:       t,
 		addr:    fmt.Sprintf("http://127.0.0.1:%d", port),
 		dir:     dir,
 		logPath: filepath.Join(dir, "vault.log"),
-		done:    make(chan struct{}),
 	}
-	configPath := filepath.Join(dir, "extra.hcl")
-	writeFile(t, configPath, fmt.Sprintf("plugin_directory = %q\n", pluginDir))
+	t.Cleanup(v.stop)
+	return v
+}
 
-	logFile, err := os.Create(v.logPath)
+// start launches the server process in its own process group, so stop
+// reaches the plugin processes too. Output is appended to the log.
+func (v *vaultServer) start() {
+	v.t.Helper()
+	logFile, err := os.OpenFile(v.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		t.Fatal(err)
+		v.t.Fatal(err)
 	}
-	v.cmd = exec.Command(vaultBin, "server", "-dev",
-		"-dev-root-token-id="+rootToken,
-		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
-		"-dev-no-store-token",
-		"-config="+configPath,
-		"-log-level=trace",
-	)
+	v.cmd = exec.Command(vaultBin, v.args...)
 	v.cmd.Env = v.env()
 	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
-	// Its own process group, so cleanup reaches the plugin processes too.
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := v.cmd.Start(); err != nil {
-		t.Fatal(err)
+		v.t.Fatal(err)
 	}
+	done := make(chan struct{})
+	v.done = done
+	cmd := v.cmd
 	go func() {
-		_ = v.cmd.Wait()
+		_ = cmd.Wait()
 		logFile.Close()
-		close(v.done)
+		close(done)
 	}()
-	t.Cleanup(v.stop)
-	v.waitReady()
-	return v
 }
 
 func (v *vaultServer) env() []string {
 	return append(os.Environ(),
 		"VAULT_ADDR="+v.addr,
-		"VAULT_TOKEN="+rootToken,
+		"VAULT_TOKEN="+v.token,
 		"HOME="+v.dir, // keep the CLI's token helper out of the real home
 		"VAULT_FORMAT=",
 		"VAULT_CLI_NO_COLOR=1",
 	)
 }
 
-func (v *vaultServer) waitReady() {
+// health is the status of sys/health: 200 active, 429 standby, 501 not
+// initialised, 503 sealed; 0 when nothing answers.
+func (v *vaultServer) health() int {
+	resp, err := http.Get(v.addr + "/v1/sys/health")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitHealth waits until sys/health answers one of the given statuses
+// (any status when none is given).
+func (v *vaultServer) waitHealth(want ...int) int {
 	v.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-v.done:
-			v.t.Fatalf("vault server exited during start-up:\n%s", v.logTail())
+			v.t.Fatalf("vault server exited:\n%s", v.logTail())
 		default:
 		}
-		resp, err := http.Get(v.addr + "/v1/sys/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		status := v.health()
+		if status != 0 && (len(want) == 0 || slices.Contains(want, status)) {
+			return status
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	v.t.Fatalf("vault server not ready after 30s:\n%s", v.logTail())
+	v.t.Fatalf("vault server at %s never reached health %v:\n%s", v.addr, want, v.logTail())
+	return 0
 }
 
 // stop ends the server and its plugin processes: SIGTERM to the group, then
-// SIGKILL if it lingers.
+// SIGKILL if it lingers. Stopping a stopped server does nothing.
 func (v *vaultServer) stop() {
-	pgid := v.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	if v.cmd == nil {
+		return
+	}
 	select {
 	case <-v.done:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-v.done
+	default:
+		pgid := v.cmd.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-v.done:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-v.done
+		}
 	}
 	// Plugin processes may outlive vault by a moment.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
 	if v.t.Failed() {
-		v.t.Logf("vault server log (tail):\n%s", v.logTail())
+		v.t.Logf("vault server %s log (tail):\n%s", v.addr, v.logTail())
 	}
 }
 
@@ -324,7 +360,7 @@ func (v *vaultServer) httpGet(path string) (int, secretResponse, error) {
 	if err != nil {
 		return 0, secretResponse{}, err
 	}
-	req.Header.Set("X-Vault-Token", rootToken)
+	req.Header.Set("X-Vault-Token", v.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, secretResponse{}, err
@@ -376,19 +412,34 @@ func (v *vaultServer) configure(mount string, manus *fakeManus, extra ...string)
 // pluginProcesses counts running processes of the plugin binary under this
 // server's process group.
 func (v *vaultServer) pluginProcesses() int {
-	v.t.Helper()
+	return len(v.pluginPIDs())
+}
+
+func (v *vaultServer) pluginPIDs() []int {
 	entries, _ := os.ReadDir("/proc")
-	n := 0
+	var pids []int
 	for _, e := range entries {
+		pid := atoi(e.Name())
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.HasPrefix(cmdline, []byte(filepath.Join(pluginDir, pluginName))) {
+		if pid <= 0 || err != nil || !bytes.HasPrefix(cmdline, []byte(filepath.Join(pluginDir, pluginName))) {
 			continue
 		}
-		if pgid, err := syscall.Getpgid(atoi(e.Name())); err == nil && pgid == v.cmd.Process.Pid {
-			n++
+		if pgid, err := syscall.Getpgid(pid); err == nil && pgid == v.cmd.Process.Pid {
+			pids = append(pids, pid)
 		}
 	}
-	return n
+	return pids
+}
+
+// pluginPID is the process ID of the server's plugin process; it fails the
+// test unless exactly one runs.
+func (v *vaultServer) pluginPID() int {
+	v.t.Helper()
+	pids := v.pluginPIDs()
+	if len(pids) != 1 {
+		v.t.Fatalf("%d plugin processes, want 1", len(pids))
+	}
+	return pids[0]
 }
 
 func atoi(s string) int {

@@ -79,6 +79,7 @@ type Server struct {
 	issued     []string
 	queued     []Fault
 	outage     *Fault
+	chaos      func() (Fault, bool)
 	requests   int
 	mints      int
 	violations []string
@@ -148,6 +149,15 @@ func (s *Server) ClearOutage() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.outage = nil
+}
+
+// SetChaos lets pick decide, request by request, whether to answer with a
+// fault; nil ends it. pick runs under no lock and must be safe for
+// concurrent use.
+func (s *Server) SetChaos(pick func() (Fault, bool)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.chaos = pick
 }
 
 // Mints is the number of tokens issued.
@@ -286,14 +296,21 @@ func (s *Server) recordViolation(breach string) {
 
 func (s *Server) nextFault() (Fault, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if len(s.queued) > 0 {
 		f := s.queued[0]
 		s.queued = s.queued[1:]
+		s.mu.Unlock()
 		return f, true
 	}
 	if s.outage != nil {
-		return *s.outage, true
+		f := *s.outage
+		s.mu.Unlock()
+		return f, true
+	}
+	pick := s.chaos
+	s.mu.Unlock()
+	if pick != nil {
+		return pick()
 	}
 	return Fault{}, false
 }
