@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -80,6 +81,7 @@ func newBackend(clock func() time.Time) *backend {
 		Paths: []*framework.Path{
 			b.pathConfig(),
 			b.pathToken(),
+			b.pathStatus(),
 		},
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configStorageKey, tokenStorageKey},
@@ -120,7 +122,7 @@ func (b *backend) swapTokenCacheLocked(c *tokenCache) {
 }
 
 // tokenCache returns the mount's cache, building it from storage if needed.
-func (b *backend) tokenCache(ctx context.Context, s logical.Storage) (*tokenCache, error) {
+func (b *backend) tokenCache(ctx context.Context, req *logical.Request) (*tokenCache, error) {
 	if c := b.tokens.Load(); c != nil {
 		return c, nil
 	}
@@ -129,35 +131,45 @@ func (b *backend) tokenCache(ctx context.Context, s logical.Storage) (*tokenCach
 	if c := b.tokens.Load(); c != nil {
 		return c, nil
 	}
-	cfg, err := readConfig(ctx, s)
+	cfg, err := readConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
 	if cfg == nil {
 		return nil, errNotConfigured
 	}
-	c, err := b.newTokenCacheFor(cfg)
+	c, err := b.newTokenCacheFor(cfg, req.MountPoint)
 	if err != nil {
 		return nil, err
 	}
-	b.restoreStoredToken(ctx, s, c, cfg)
+	b.restoreStoredToken(ctx, req.Storage, c, cfg)
 	b.tokens.Store(c)
 	return c, nil
 }
 
-func (b *backend) newTokenCacheFor(cfg *manusConfig) (*tokenCache, error) {
+// newTokenCacheFor builds a cache for cfg. Its log lines name the mount, as
+// one plugin process serves every mount.
+func (b *backend) newTokenCacheFor(cfg *manusConfig, mount string) (*tokenCache, error) {
 	client, err := newManusClient(cfg, b.clock)
 	if err != nil {
 		return nil, err
 	}
-	m := &minter{client: client, clientID: cfg.loggableClientID(), logger: b.Logger(), stats: &b.stats, policy: b.retry}
-	return newTokenCache(m, b.clock, tokenCacheOptions{
+	logger := b.mountLogger(mount)
+	m := &minter{client: client, clientID: cfg.loggableClientID(), logger: logger, stats: &b.stats, policy: b.retry, clock: b.clock}
+	c := newTokenCache(m, b.clock, tokenCacheOptions{
 		refreshThreshold: cfg.RefreshThreshold,
 		requestTimeout:   cfg.RequestTimeout,
 		stats:            &b.stats,
-		logger:           b.Logger(),
-		persist:          func(tok *accessToken) { b.persistToken(tok, cfg.Generation) },
-	}), nil
+		logger:           logger,
+		persist:          func(tok *accessToken) { b.persistToken(logger, tok, cfg.Generation) },
+	})
+	c.client = client
+	return c, nil
+}
+
+// mountLogger is the backend's logger with the mount path on every line.
+func (b *backend) mountLogger(mount string) hclog.Logger {
+	return b.Logger().With("mount", mount)
 }
 
 // restoreStoredToken seeds c with the persisted token if it was minted with
@@ -180,7 +192,7 @@ func (b *backend) restoreStoredToken(ctx context.Context, s logical.Storage, c *
 // persistToken stores a newly minted token so restarts and other nodes
 // reuse it. Best-effort: a read-only node or a storage fault only costs a
 // mint later, never the read that minted it.
-func (b *backend) persistToken(tok *accessToken, generation string) {
+func (b *backend) persistToken(logger hclog.Logger, tok *accessToken, generation string) {
 	if b.storage == nil {
 		return
 	}
@@ -190,9 +202,9 @@ func (b *backend) persistToken(tok *accessToken, generation string) {
 	switch {
 	case err == nil:
 	case isReadOnly(err):
-		b.Logger().Debug("not persisting the token: storage is read-only on this node")
+		logger.Debug("not persisting the token: storage is read-only on this node")
 	default:
-		b.Logger().Warn("could not persist the token; it stays cached in memory", "error", err)
+		logger.Warn("could not persist the token; it stays cached in memory", "error", err)
 	}
 }
 

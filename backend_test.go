@@ -135,10 +135,11 @@ func (e *testEnv) newBackend() *backend {
 
 func (e *testEnv) request(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
 	return e.b.HandleRequest(context.Background(), &logical.Request{
-		Operation: op,
-		Path:      path,
-		Data:      data,
-		Storage:   e.storage,
+		Operation:  op,
+		Path:       path,
+		Data:       data,
+		Storage:    e.storage,
+		MountPoint: "manus/",
 	})
 }
 

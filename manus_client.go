@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -22,6 +23,10 @@ const (
 	// endpoint the plugin calls to mint tokens.
 	tokenEndpointPath = "/api/user/manage/v1/oauth/token"
 
+	// usersEndpointPath is what the status probe calls with the token, the
+	// endpoint family the token exists for.
+	usersEndpointPath = "/api/user/manage/v1/users"
+
 	// maxTokenResponseBytes caps what the plugin reads of a token response.
 	// A real answer is a few hundred bytes; the cap keeps a misbehaving
 	// upstream or proxy from making the plugin buffer megabytes.
@@ -33,6 +38,7 @@ const (
 // transport whose idle connections are reused between mints.
 type manusClient struct {
 	oauth          clientcredentials.Config
+	baseURL        string
 	tokenURL       string
 	attemptTimeout time.Duration
 	transport      http.RoundTripper
@@ -46,6 +52,7 @@ func newManusClient(cfg *manusConfig, clock func() time.Time) (*manusClient, err
 	}
 	return &manusClient{
 		oauth:          cfg.oauthConfig(),
+		baseURL:        strings.TrimRight(cfg.BaseURL, "/"),
 		tokenURL:       cfg.tokenURL(),
 		attemptTimeout: cfg.RequestTimeout,
 		transport:      transport,
@@ -228,4 +235,49 @@ func connectionReason(err error) string {
 		err = urlErr.Err
 	}
 	return truncate(err.Error(), 300)
+}
+
+// probeResult is what the status probe learned from the users endpoint:
+// never any of the response body beyond its error code.
+type probeResult struct {
+	httpStatus int
+	code       string
+	roundTrip  time.Duration
+	err        error
+}
+
+// probeUsers calls GET /api/user/manage/v1/users?limit=1 with token, to
+// prove the credential end to end.
+func (c *manusClient) probeUsers(ctx context.Context, token string) probeResult {
+	ctx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
+	defer cancel()
+	usersURL := c.baseURL + usersEndpointPath
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, usersURL+"?limit=1", nil)
+	if err != nil {
+		return probeResult{err: err}
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	client := &http.Client{
+		Transport:     c.transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	started := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		result := probeResult{roundTrip: time.Since(started)}
+		if isTimeout(ctx, err) {
+			result.err = fmt.Errorf("no answer from %s within %s (request_timeout)", usersURL, c.attemptTimeout)
+		} else {
+			result.err = fmt.Errorf("could not reach %s: %s", usersURL, c.redact(connectionReason(err)))
+		}
+		return result
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponseBytes))
+	result := probeResult{httpStatus: resp.StatusCode, roundTrip: time.Since(started)}
+	if resp.StatusCode >= 300 {
+		result.code = parseErrorBody(body).code
+	}
+	return result
 }

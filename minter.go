@@ -63,6 +63,7 @@ type minter struct {
 	logger   hclog.Logger
 	stats    *mountStats
 	policy   retryPolicy
+	clock    func() time.Time
 }
 
 func (m *minter) mintToken(ctx context.Context) (*accessToken, error) {
@@ -74,11 +75,12 @@ func (m *minter) mintToken(ctx context.Context) (*accessToken, error) {
 		if err == nil {
 			m.stats.mints.Add(1)
 			m.logger.Info("minted a Manus access token", "client_id", m.clientID,
-				"expires_at", tok.ExpiresAt.UTC().Format(time.RFC3339), "lifetime", tok.lifetime(),
+				"expires_at", tok.ExpiresAt.UTC().Format(time.RFC3339), "lifetime", tok.lifetime().String(),
 				"attempts", attempt, "took", since(started))
 			return tok, nil
 		}
 		m.stats.failedAttempts.Add(1)
+		m.stats.recordFailure(err, m.clock())
 		delay, retry := m.nextDelay(ctx, err, attempt)
 		if !retry {
 			m.logger.Warn("minting a Manus access token failed", append(failureFields(err),
@@ -87,7 +89,7 @@ func (m *minter) mintToken(ctx context.Context) (*accessToken, error) {
 		}
 		m.stats.retries.Add(1)
 		m.logger.Debug("token request failed; retrying", append(failureFields(err),
-			"client_id", m.clientID, "attempt", attempt, "retry_in", delay.Round(time.Millisecond))...)
+			"client_id", m.clientID, "attempt", attempt, "retry_in", delay.Round(time.Millisecond).String())...)
 		if m.policy.sleep(ctx, delay) != nil {
 			return nil, err
 		}
@@ -115,7 +117,10 @@ func (m *minter) nextDelay(ctx context.Context, err error, attempt int) (time.Du
 	return delay, true
 }
 
-func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
+// since is the time elapsed since t for a log line. Durations are logged as
+// strings: through the plugin's JSON log stream Vault would show numbers of
+// nanoseconds.
+func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }
 
 // failureFields describes an error for a structured log line.
 func failureFields(err error) []any {

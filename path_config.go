@@ -150,7 +150,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 	}
 	cfg.Generation = newConfigGeneration()
 
-	cache, err := b.newTokenCacheFor(cfg)
+	cache, err := b.newTokenCacheFor(cfg, req.MountPoint)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 		b.forgetStoredToken(ctx, req.Storage)
 	}
 	b.swapTokenCacheLocked(cache)
-	b.Logger().Info("config written; cached token replaced", "client_id", cfg.loggableClientID(), "base_url", cfg.BaseURL, "verified", verify)
+	b.mountLogger(req.MountPoint).Info("config written; cached token replaced", "client_id", cfg.loggableClientID(), "base_url", cfg.BaseURL, "verified", verify)
 
 	return responseWithWarnings(cfg.warnings()), nil
 }
@@ -218,7 +218,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 	}
 	b.forgetStoredToken(ctx, req.Storage)
 	b.swapTokenCacheLocked(nil)
-	b.Logger().Info("config deleted; cached token dropped")
+	b.mountLogger(req.MountPoint).Info("config deleted; cached token dropped")
 	return nil, nil
 }
 

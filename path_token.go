@@ -61,7 +61,7 @@ func tokenResponseFields() map[string]*framework.FieldSchema {
 }
 
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	cache, err := b.tokenCache(ctx, req.Storage)
+	cache, err := b.tokenCache(ctx, req)
 	if errors.Is(err, errNotConfigured) {
 		return logical.ErrorResponse(err.Error()), nil
 	}

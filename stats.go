@@ -1,13 +1,47 @@
 package manus
 
-import "sync/atomic"
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
 
 // mountStats counts what one mount's backend has done since the plugin
-// process started serving it.
+// process started serving it, for the status path.
 type mountStats struct {
 	mints          atomic.Int64 // tokens minted
 	failedAttempts atomic.Int64 // token requests that failed
 	retries        atomic.Int64 // token requests that were retries
 	cacheHits      atomic.Int64 // reads served the cached token without minting
 	staleServes    atomic.Int64 // reads served a cached token after a refresh failed
+
+	mu        sync.Mutex
+	lastError *failureRecord
+}
+
+// failureRecord is the last failed token request, as safe to show: the
+// message is the plugin's own, built from vetted parts.
+type failureRecord struct {
+	message    string
+	code       string
+	httpStatus int
+	at         time.Time
+}
+
+func (s *mountStats) recordFailure(err error, at time.Time) {
+	rec := &failureRecord{message: err.Error(), at: at}
+	var upErr *upstreamError
+	if errors.As(err, &upErr) {
+		rec.code, rec.httpStatus = upErr.code, upErr.status
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastError = rec
+}
+
+func (s *mountStats) lastFailure() *failureRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastError
 }

@@ -94,6 +94,7 @@ const (
 // lease, and for a growing back-off window no new mint is attempted.
 type tokenCache struct {
 	minter           tokenMinter
+	client           *manusClient // for the status probe; nil in some tests
 	clock            func() time.Time
 	refreshThreshold time.Duration
 	requestTimeout   time.Duration // a read waits this plus readerWaitSlack for a mint
@@ -284,7 +285,7 @@ func (c *tokenCache) recordFailureLocked(err error) {
 	c.lastErr, c.lastErrAt = err, now
 	c.retryAt = now.Add(failureBackoff(c.failures, retryAfterOf(err)))
 	c.logger.Warn("failure back-off: reads will not ask Manus for a token until it ends",
-		"until", c.retryAt.UTC().Format(time.RFC3339), "window", c.retryAt.Sub(now), "failed_mints", c.failures)
+		"until", c.retryAt.UTC().Format(time.RFC3339), "window", c.retryAt.Sub(now).String(), "failed_mints", c.failures)
 }
 
 // failureBackoff is the window after the nth consecutive failed mint:
@@ -303,6 +304,37 @@ func retryAfterOf(err error) time.Duration {
 		return upErr.retryAfter
 	}
 	return 0
+}
+
+// cacheState is what the status path shows of a cache.
+type cacheState struct {
+	token        *accessToken
+	restored     bool
+	minting      bool
+	failedMints  int
+	backoffUntil time.Time // zero unless a failure back-off is in force
+	refreshAt    time.Time // when the token becomes due for refresh
+	leaseTTL     time.Duration
+}
+
+func (c *tokenCache) snapshot() cacheState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock()
+	st := cacheState{
+		token:       c.current.Load(),
+		restored:    c.restored,
+		minting:     c.pending != nil,
+		failedMints: c.failures,
+	}
+	if now.Before(c.retryAt) {
+		st.backoffUntil = c.retryAt
+	}
+	if st.token != nil {
+		st.refreshAt = st.token.ExpiresAt.Add(-st.token.refreshThreshold(c.refreshThreshold))
+		st.leaseTTL = st.token.leaseTTL(now)
+	}
+	return st
 }
 
 // seed installs a token minted elsewhere (by config verification).

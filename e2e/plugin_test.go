@@ -303,7 +303,7 @@ func TestPathHelpAndOpenAPI(t *testing.T) {
 	}
 	v.vaultJSON(&doc, "read", "sys/internal/specs/openapi")
 	spec := doc.Data
-	for _, p := range []string{"/manus/token", "/manus/config"} {
+	for _, p := range []string{"/manus/token", "/manus/config", "/manus/status"} {
 		if _, ok := spec.Paths[p]; !ok {
 			t.Errorf("OpenAPI document lacks %s", p)
 		}
@@ -365,6 +365,7 @@ func TestPoliciesFromTheDocs(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"read", "manus/config"},
+		{"read", "manus/status"},
 		{"write", "manus/config", "base_url=https://evil.example"},
 		{"delete", "manus/config"},
 	} {
@@ -376,6 +377,9 @@ func TestPoliciesFromTheDocs(t *testing.T) {
 	if _, err := v.vaultAs(operator, "read", "manus/config"); err != nil {
 		t.Errorf("operator cannot read config: %v", err)
 	}
+	if _, err := v.vaultAs(operator, "read", "manus/status", "probe=true"); err != nil {
+		t.Errorf("operator cannot read status: %v", err)
+	}
 	if _, err := v.vaultAs(operator, "write", "manus/config", "refresh_threshold=15m"); err != nil {
 		t.Errorf("operator cannot update config: %v", err)
 	}
@@ -384,5 +388,49 @@ func TestPoliciesFromTheDocs(t *testing.T) {
 	}
 	if _, err := v.vaultAs(operator, "secrets", "disable", "manus"); err == nil {
 		t.Error("operator could disable the mount; the policy should not allow sys/mounts")
+	}
+}
+
+// TestStatusAndProbeThroughCLI: the operator's status path on a healthy
+// mount and with a deleted credential, probe included.
+func TestStatusAndProbeThroughCLI(t *testing.T) {
+	t.Parallel()
+	v := startVault(t)
+	manus := startManus(t)
+	v.registerPlugin()
+	v.mount("manus")
+	v.configure("manus", manus)
+	v.readSecret("manus/token")
+
+	var status struct {
+		Data map[string]any `json:"data"`
+	}
+	v.vaultJSON(&status, "read", "manus/status", "probe=true")
+	for k, want := range map[string]any{
+		"configured": true, "client_id": testClientID, "token_cached": true,
+		"mints": float64(1), "reads_from_cache": float64(1), "probe_ok": true, "probe_http_status": float64(200),
+	} {
+		if status.Data[k] != want {
+			t.Errorf("healthy status %s = %v, want %v", k, status.Data[k], want)
+		}
+	}
+	if manus.UserCalls() != 1 {
+		t.Fatalf("the probe made %d users API calls", manus.UserCalls())
+	}
+
+	manus.DeleteClient(testClientID)
+	manus.RevokeTokensOf(testClientID)
+	out := v.mustVault("read", "-format=json", "manus/status", "probe=true")
+	for _, secret := range append([]string{testClientSecret}, manus.Issued()...) {
+		if strings.Contains(out, secret) {
+			t.Fatal("status shows a secret")
+		}
+	}
+	status.Data = nil
+	if err := json.Unmarshal([]byte(out), &status); err != nil {
+		t.Fatal(err)
+	}
+	if status.Data["probe_ok"] != false || status.Data["probe_http_status"] != float64(401) || status.Data["probe_manus_code"] != "UNAUTHENTICATED" {
+		t.Fatalf("deleted credential: probe_ok=%v status=%v code=%v", status.Data["probe_ok"], status.Data["probe_http_status"], status.Data["probe_manus_code"])
 	}
 }

@@ -13,3 +13,8 @@ path "manus/token" {
 path "sys/leases/revoke-prefix/manus/token" {
   capabilities = ["update", "sudo"]
 }
+
+# `vault read manus/status [probe=true]`: what the plugin thinks is going on.
+path "manus/status" {
+  capabilities = ["read"]
+}

@@ -27,6 +27,9 @@ import (
 // TokenPath is the token endpoint's path below the base URL.
 const TokenPath = "/api/user/manage/v1/oauth/token"
 
+// UsersPath is the users endpoint the plugin's probe calls.
+const UsersPath = "/api/user/manage/v1/users"
+
 // Error codes and messages of the token endpoint, as documented by Manus.
 const (
 	CodeInvalidGrantType = "INVALID_GRANT_TYPE"
@@ -82,6 +85,7 @@ type Server struct {
 	chaos      func() (Fault, bool)
 	requests   int
 	mints      int
+	userCalls  int
 	violations []string
 	clock      func() time.Time
 }
@@ -109,11 +113,31 @@ func (s *Server) AddClient(clientID, clientSecret string) {
 }
 
 // DeleteClient forgets a credential, as deleting it in the Manus UI does.
-// Tokens already issued stay valid until they expire.
+// Tokens already issued stay valid until they expire; RevokeTokensOf ends
+// them too.
 func (s *Server) DeleteClient(clientID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.clients, clientID)
+}
+
+// RevokeTokensOf makes every token issued to clientID unacceptable.
+func (s *Server) RevokeTokensOf(clientID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for tok, t := range s.tokens {
+		if t.clientID == clientID {
+			t.expiresAt = time.Time{}
+			s.tokens[tok] = t
+		}
+	}
+}
+
+// UserCalls is the number of requests made to the users endpoint.
+func (s *Server) UserCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.userCalls
 }
 
 // SetLifetime sets expires_in for tokens issued from now on.
@@ -223,6 +247,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case TokenPath:
 		s.serveToken(w, r)
+	case UsersPath:
+		s.serveUsers(w, r)
 	case "/_standin/stats":
 		s.mu.Lock()
 		stats := Stats{Requests: s.requests, Mints: s.mints, Violations: append([]string{}, s.violations...)}
@@ -249,6 +275,26 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.issue(w, form)
+}
+
+// serveUsers answers GET /api/user/manage/v1/users for a bearer token this
+// stand-in issued and that has not expired, with an empty page; anything
+// else is a 401.
+func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.userCalls++
+	s.mu.Unlock()
+	if r.Method != http.MethodGet {
+		s.recordViolation("users endpoint: method must be GET, got " + r.Method)
+		s.writeError(w, http.StatusMethodNotAllowed, "INVALID_ARGUMENT", "method not allowed")
+		return
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || !s.IsValid(token) {
+		s.writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", "invalid or expired access token")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": []any{}, "next_cursor": ""})
 }
 
 // readContractForm checks everything the contract fixes about the request

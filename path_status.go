@@ -1,0 +1,189 @@
+package manus
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const statusPath = "status"
+
+func (b *backend) pathStatus() *framework.Path {
+	return &framework.Path{
+		Pattern: statusPath,
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefixManus,
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"probe": {
+				Type:         framework.TypeBool,
+				Description:  "Also call GET " + usersEndpointPath + "?limit=1 with the cached token (minting one if needed) and report whether Manus accepted it.",
+				Default:      false,
+				DisplayAttrs: &framework.DisplayAttributes{Name: "Probe"},
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathStatusRead,
+				Summary:      "Report what the plugin knows about this mount's credential, token and Manus, without showing either secret.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: "status"},
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: statusResponseFields()}},
+				},
+			},
+		},
+		HelpSynopsis:    "Operator view of the mount: configuration, cached token, counters, last error and back-off.",
+		HelpDescription: strings.TrimSpace(statusHelp),
+	}
+}
+
+func statusResponseFields() map[string]*framework.FieldSchema {
+	field := func(t framework.FieldType, name, desc string) *framework.FieldSchema {
+		return &framework.FieldSchema{Type: t, Description: desc, DisplayAttrs: &framework.DisplayAttributes{Name: name}}
+	}
+	return map[string]*framework.FieldSchema{
+		"configured":               field(framework.TypeBool, "Configured", "Whether config holds a credential."),
+		"client_id":                field(framework.TypeString, "Client ID", "The configured client ID."),
+		"base_url":                 field(framework.TypeString, "Base URL", "The configured Manus API base URL."),
+		"token_cached":             field(framework.TypeBool, "Token cached", "Whether a token is cached."),
+		"token_minted_at":          field(framework.TypeTime, "Token minted at", "When the cached token was requested."),
+		"token_expires_at":         field(framework.TypeTime, "Token expires at", "When Manus stops accepting the cached token."),
+		"token_expires_in":         field(framework.TypeInt, "Token expires in", "Seconds of life the cached token has left."),
+		"token_lease_ttl":          field(framework.TypeInt, "Lease TTL now", "Lease in seconds a token read would get now (0: it would mint)."),
+		"token_refresh_at":         field(framework.TypeTime, "Refresh due at", "When the cached token becomes due for refresh."),
+		"token_restored":           field(framework.TypeBool, "Restored from storage", "Whether the cached token was read back from storage after a restart, reload or leader change."),
+		"minting":                  field(framework.TypeBool, "Minting", "Whether a token request is in flight."),
+		"mints":                    field(framework.TypeInt, "Mints", "Tokens minted since the plugin started serving this mount."),
+		"failed_attempts":          field(framework.TypeInt, "Failed attempts", "Token requests that failed since the plugin started."),
+		"retries":                  field(framework.TypeInt, "Retries", "Token requests that were retries of a failed one."),
+		"reads_from_cache":         field(framework.TypeInt, "Reads from cache", "Token reads served the cached token without minting."),
+		"reads_stale":              field(framework.TypeInt, "Stale reads", "Token reads served the cached token because its refresh failed."),
+		"last_error":               field(framework.TypeString, "Last error", "The last failed token request, as the plugin reports it."),
+		"last_error_code":          field(framework.TypeString, "Last error code", "The Manus code of the last failure, if Manus sent one."),
+		"last_error_http_status":   field(framework.TypeInt, "Last error HTTP status", "The HTTP status of the last failure (0: no answer)."),
+		"last_error_at":            field(framework.TypeTime, "Last error at", "When the last failure happened."),
+		"consecutive_failed_mints": field(framework.TypeInt, "Consecutive failed mints", "Mints that failed in a row, all attempts spent."),
+		"backoff_until":            field(framework.TypeTime, "Back-off until", "Reads do not ask Manus for a token before this; empty when no back-off is in force."),
+		"probe_ok":                 field(framework.TypeBool, "Probe OK", "With probe=true: whether the users API accepted the token."),
+		"probe_http_status":        field(framework.TypeInt, "Probe HTTP status", "With probe=true: the users API's HTTP status."),
+		"probe_manus_code":         field(framework.TypeString, "Probe Manus code", "With probe=true: the users API's error code, if any."),
+		"probe_round_trip_ms":      field(framework.TypeInt, "Probe round trip", "With probe=true: milliseconds the users API call took."),
+		"probe_error":              field(framework.TypeString, "Probe error", "With probe=true: why no answer or no token was had."),
+	}
+}
+
+func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, data *framework.FieldData) (*logical.Response, error) {
+	cfg, err := readConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	status := b.counterStatus()
+	status["configured"] = cfg != nil
+	if cfg == nil {
+		return &logical.Response{Data: status}, nil
+	}
+	status["client_id"] = cfg.ClientID
+	status["base_url"] = cfg.BaseURL
+
+	cache, err := b.tokenCache(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	addCacheStatus(status, cache.snapshot(), b.clock())
+	if data.Get("probe").(bool) {
+		b.probe(ctx, cache, status)
+	}
+	return &logical.Response{Data: status}, nil
+}
+
+// counterStatus reports the mount's counters and last failure.
+func (b *backend) counterStatus() map[string]any {
+	status := map[string]any{
+		"mints":            b.stats.mints.Load(),
+		"failed_attempts":  b.stats.failedAttempts.Load(),
+		"retries":          b.stats.retries.Load(),
+		"reads_from_cache": b.stats.cacheHits.Load(),
+		"reads_stale":      b.stats.staleServes.Load(),
+	}
+	if last := b.stats.lastFailure(); last != nil {
+		status["last_error"] = last.message
+		status["last_error_code"] = last.code
+		status["last_error_http_status"] = last.httpStatus
+		status["last_error_at"] = formatTime(last.at)
+	}
+	return status
+}
+
+func addCacheStatus(status map[string]any, st cacheState, now time.Time) {
+	status["token_cached"] = st.token != nil
+	status["token_restored"] = st.restored
+	status["minting"] = st.minting
+	status["consecutive_failed_mints"] = st.failedMints
+	if !st.backoffUntil.IsZero() {
+		status["backoff_until"] = formatTime(st.backoffUntil)
+	}
+	if st.token == nil {
+		return
+	}
+	status["token_minted_at"] = formatTime(st.token.MintedAt)
+	status["token_expires_at"] = formatTime(st.token.ExpiresAt)
+	status["token_expires_in"] = max(int64(st.token.ExpiresAt.Sub(now)/time.Second), 0)
+	status["token_lease_ttl"] = int64(st.leaseTTL / time.Second)
+	status["token_refresh_at"] = formatTime(st.refreshAt)
+}
+
+// probe proves the credential end to end with the users API and adds the
+// outcome to status. The token itself is never added.
+func (b *backend) probe(ctx context.Context, cache *tokenCache, status map[string]any) {
+	status["probe_ok"] = false
+	tok, _, err := cache.token(ctx)
+	if err != nil {
+		status["probe_error"] = "no token to probe with: " + err.Error()
+		return
+	}
+	result := cache.client.probeUsers(ctx, tok.AccessToken)
+	status["probe_round_trip_ms"] = result.roundTrip.Milliseconds()
+	if result.err != nil {
+		status["probe_error"] = result.err.Error()
+		return
+	}
+	status["probe_http_status"] = result.httpStatus
+	status["probe_manus_code"] = result.code
+	status["probe_ok"] = result.httpStatus >= 200 && result.httpStatus < 300
+	logProbe(cache, result)
+}
+
+func logProbe(cache *tokenCache, result probeResult) {
+	fields := []any{"http_status", result.httpStatus, "manus_code", result.code, "round_trip", result.roundTrip.Round(time.Millisecond).String()}
+	if result.httpStatus >= 200 && result.httpStatus < 300 {
+		cache.logger.Info("status probe: the users API accepted the token", fields...)
+		return
+	}
+	cache.logger.Warn("status probe: the users API refused the token", fields...)
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+const statusHelp = `
+Shows, for operators, what the plugin thinks is going on with this mount. It
+never shows the token or the client secret.
+
+- configured, client_id, base_url: the stored settings.
+- token_*: the cached token's state: when it was minted and expires, seconds
+  left, the lease a read would get now, when it is due for refresh, and
+  whether it was restored from storage.
+- mints, failed_attempts, retries, reads_from_cache, reads_stale: counters
+  since the plugin process started serving the mount.
+- last_error, last_error_code, last_error_http_status, last_error_at: the
+  last failed token request.
+- consecutive_failed_mints, backoff_until: the failure back-off, if any.
+
+With probe=true the plugin also calls GET /api/user/manage/v1/users?limit=1
+with the token (minting one if needed) and reports probe_ok,
+probe_http_status, probe_manus_code and probe_round_trip_ms, and nothing of
+the response body.
+`

@@ -1,0 +1,228 @@
+package manus
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// readStatus reads <mount>/status and checks it never carries the secret or
+// any issued token.
+func (e *testEnv) readStatus(probe bool) map[string]any {
+	e.t.Helper()
+	resp, err := e.request(logical.ReadOperation, "status", map[string]any{"probe": probe})
+	requireOK(e.t, resp, err)
+	for k, v := range resp.Data {
+		text := fmt.Sprint(v)
+		if strings.Contains(text, testClientSecret) {
+			e.t.Fatalf("status field %s shows the client secret", k)
+		}
+		for _, tok := range e.manus.Issued() {
+			if strings.Contains(text, tok) {
+				e.t.Fatalf("status field %s shows an access token", k)
+			}
+		}
+	}
+	return resp.Data
+}
+
+// expectStatus compares the given fields; a nil want means "absent".
+func expectStatus(t *testing.T, got map[string]any, want map[string]any) {
+	t.Helper()
+	for k, w := range want {
+		g, ok := got[k]
+		if w == nil {
+			if ok {
+				t.Errorf("status %s = %v, want it absent", k, g)
+			}
+			continue
+		}
+		if fmt.Sprint(g) != fmt.Sprint(w) {
+			t.Errorf("status %s = %v, want %v", k, g, w)
+		}
+	}
+}
+
+func TestStatusUnconfigured(t *testing.T) {
+	e := newTestEnv(t)
+	expectStatus(t, e.readStatus(false), map[string]any{
+		"configured": false, "client_id": nil, "token_cached": nil, "mints": 0, "last_error": nil,
+	})
+}
+
+func TestStatusThroughStateChanges(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	start := e.clock.Now()
+
+	// Cold: configured, nothing cached yet.
+	expectStatus(t, e.readStatus(false), map[string]any{
+		"configured": true, "client_id": testClientID, "base_url": e.baseURL,
+		"token_cached": false, "token_expires_at": nil, "mints": 0, "minting": false, "backoff_until": nil,
+	})
+
+	// Fresh: one mint, then a read from cache.
+	e.readToken()
+	e.readToken()
+	expectStatus(t, e.readStatus(false), map[string]any{
+		"token_cached": true, "token_restored": false,
+		"token_minted_at":  formatTime(start),
+		"token_expires_at": formatTime(start.Add(time.Hour)),
+		"token_expires_in": 3600, "token_lease_ttl": 3540,
+		"token_refresh_at": formatTime(start.Add(50 * time.Minute)),
+		"mints":            1, "reads_from_cache": 1, "failed_attempts": 0, "reads_stale": 0,
+	})
+
+	// Aging.
+	e.clock.Advance(40 * time.Minute)
+	expectStatus(t, e.readStatus(false), map[string]any{"token_expires_in": 1200, "token_lease_ttl": 1140})
+
+	// Stale during an outage: four failed attempts, one failed mint, and
+	// a back-off window.
+	e.clock.Advance(15 * time.Minute)
+	e.manus.SetOutage(outage503())
+	e.readToken()
+	now := e.clock.Now()
+	st := e.readStatus(false)
+	expectStatus(t, st, map[string]any{
+		"reads_stale": 1, "failed_attempts": 4, "retries": 3, "mints": 1,
+		"last_error_code": "UNAVAILABLE", "last_error_http_status": 503, "last_error_at": formatTime(now),
+		"consecutive_failed_mints": 1, "backoff_until": formatTime(now.Add(time.Second)),
+		"token_expires_in": 300, "token_lease_ttl": 240,
+	})
+	if msg, _ := st["last_error"].(string); !strings.Contains(msg, "HTTP 503 UNAVAILABLE") {
+		t.Errorf("last_error = %q", msg)
+	}
+
+	// The back-off window passes.
+	e.clock.Advance(2 * time.Second)
+	expectStatus(t, e.readStatus(false), map[string]any{"backoff_until": nil, "consecutive_failed_mints": 1})
+
+	// After a config change: a new cache, counters kept.
+	e.manus.ClearOutage()
+	e.configure(map[string]any{"request_timeout": 5})
+	expectStatus(t, e.readStatus(false), map[string]any{
+		"token_cached": true, "consecutive_failed_mints": 0, "backoff_until": nil,
+		"mints": 2, "failed_attempts": 4, "last_error_code": "UNAVAILABLE",
+		"token_expires_in": 3600,
+	})
+}
+
+func TestStatusShowsRestoredToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.b.Clean(context.Background())
+	e.b = e.newBackend()
+	expectStatus(t, e.readStatus(false), map[string]any{"token_cached": true, "token_restored": true, "mints": 0})
+	e.clock.Advance(55 * time.Minute)
+	e.readToken() // a refresh replaces the restored token
+	expectStatus(t, e.readStatus(false), map[string]any{"token_restored": false, "mints": 1})
+}
+
+func TestStatusProbeWithWorkingCredential(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	st := e.readStatus(true)
+	expectStatus(t, st, map[string]any{"probe_ok": true, "probe_http_status": 200, "probe_manus_code": "", "probe_error": nil})
+	if e.manus.UserCalls() != 1 {
+		t.Fatalf("the probe made %d users API calls", e.manus.UserCalls())
+	}
+	if _, ok := st["probe_round_trip_ms"]; !ok {
+		t.Error("no round-trip time")
+	}
+	if e.manus.Mints() != 1 {
+		t.Error("the probe minted although a token was cached")
+	}
+}
+
+func TestStatusProbeWithDeletedCredential(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.manus.DeleteClient(testClientID)
+	e.manus.RevokeTokensOf(testClientID)
+	expectStatus(t, e.readStatus(true), map[string]any{
+		"probe_ok": false, "probe_http_status": 401, "probe_manus_code": "UNAUTHENTICATED",
+	})
+	if e.manus.UserCalls() != 1 {
+		t.Fatal("the probe did not call the users API")
+	}
+}
+
+func TestStatusProbeWithoutToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.DeleteClient(testClientID)
+	st := e.readStatus(true)
+	expectStatus(t, st, map[string]any{"probe_ok": false, "probe_http_status": nil})
+	if msg, _ := st["probe_error"].(string); !strings.Contains(msg, "INVALID_CLIENT") {
+		t.Fatalf("probe_error = %q; want the mint failure", msg)
+	}
+	if e.manus.UserCalls() != 0 {
+		t.Fatal("the probe called the users API without a token")
+	}
+}
+
+func TestStatusProbeUnreachable(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	resp, err := e.writeConfig(map[string]any{"base_url": closedLoopbackURL(t), "verify_credentials": false})
+	requireOK(t, resp, err)
+	// Seed a token so the probe goes as far as the users API.
+	cache, _ := e.b.tokenCache(context.Background(), &logical.Request{Storage: e.storage, MountPoint: "manus/"})
+	cache.seed(&accessToken{AccessToken: "seeded-token", MintedAt: e.clock.Now(), ExpiresAt: e.clock.Now().Add(time.Hour)})
+	st := e.readStatus(true)
+	if msg, _ := st["probe_error"].(string); !strings.Contains(msg, "could not reach") || strings.Contains(msg, "seeded-token") {
+		t.Fatalf("probe_error = %q", msg)
+	}
+}
+
+// TestLogLinesNameMountAndCode checks each event is one structured line with
+// the mount, the Manus code and a duration, at the documented level.
+func TestLogLinesNameMountAndCode(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)                  // config change + mint
+	e.clock.Advance(55 * time.Minute) // stale from here on
+	e.manus.DeleteClient(testClientID)
+	e.readToken() // failure, back-off start, stale serve
+	e.manus.AddClient(testClientID, testClientSecret)
+	e.clock.Advance(2 * time.Second)
+	e.readToken() // mint, back-off end
+
+	logs := e.logs.String()
+	for _, want := range []struct{ level, msg string }{
+		{"[INFO]", "config written"},
+		{"[INFO]", "minted a Manus access token"},
+		{"[WARN]", "minting a Manus access token failed"},
+		{"[WARN]", "failure back-off"},
+		{"[WARN]", "serving the cached token after a failed refresh"},
+		{"[INFO]", "failure back-off ended"},
+	} {
+		line := lineWith(logs, want.msg)
+		if line == "" {
+			t.Errorf("no log line %q", want.msg)
+			continue
+		}
+		if !strings.Contains(line, want.level) || !strings.Contains(line, "mount=manus/") {
+			t.Errorf("log line lacks level %s or mount: %s", want.level, line)
+		}
+	}
+	if line := lineWith(logs, "minting a Manus access token failed"); !strings.Contains(line, "manus_code=INVALID_CLIENT") || !strings.Contains(line, "took=") {
+		t.Errorf("failure line lacks the code or duration: %s", line)
+	}
+	if line := lineWith(logs, "minted a Manus access token"); !strings.Contains(line, "took=") || !strings.Contains(line, "expires_at=") {
+		t.Errorf("mint line lacks duration or expiry: %s", line)
+	}
+}
+
+func lineWith(logs, msg string) string {
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, msg) {
+			return line
+		}
+	}
+	return ""
+}
