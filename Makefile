@@ -11,6 +11,7 @@ LDFLAGS        := -X $(MODULE).Version=$(PLUGIN_VERSION)
 GO             ?= go
 SOAK_DURATION  ?= 60s
 FUZZTIME       ?= 60s
+BENCH_COUNT    ?= 5
 
 .DEFAULT_GOAL := help
 
@@ -31,13 +32,22 @@ dev: ## Run a dev Vault with the plugin mounted at manus/, against a local Manus
 test: fmtcheck vet test-unit test-e2e ## Run every check and test suite (what CI runs)
 
 .PHONY: test-unit
-test-unit: ## Unit tests with the race detector
+test-unit: ## Unit tests with the race detector, and every benchmark run once
 	$(GO) test -race -count=1 ./...
+	$(GO) test -run '^$$' -bench . -benchtime=1x -count=1 .
 
 .PHONY: test-e2e
 test-e2e: ## End-to-end tests in a real Vault server, CLI and Agent (finds or builds Vault)
 	VAULT_BIN="$$(scripts/ensure-vault.sh)" && export VAULT_BIN && \
 		$(GO) test -race -tags e2e -count=1 -timeout 30m ./e2e/
+
+.PHONY: bench
+bench: ## Go benchmarks: read cost and upstream economy (figures in BENCHMARKS.md)
+	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) .
+
+.PHONY: bench-vault
+bench-vault: ## Load test through a real Vault: manus/token vs KV v2 and manus/config
+	scripts/bench-vault.sh
 
 .PHONY: soak
 soak: ## The end-to-end chaos run for a full minute (SOAK_DURATION overrides)

@@ -181,10 +181,10 @@ func (b *backend) restoreStoredToken(ctx context.Context, s logical.Storage, c *
 	case err != nil:
 		b.Logger().Warn("could not read the persisted token; the next read mints a new one", "error", err)
 	case st == nil || st.ConfigGeneration != cfg.Generation:
-	case st.leaseTTL(b.clock().Add(responseSlack)) == 0:
+	case st.token().leaseTTL(b.clock().Add(responseSlack)) == 0:
 		b.Logger().Debug("the persisted token is too close to expiry to reuse")
 	default:
-		c.restore(&st.accessToken)
+		c.restore(st.token())
 		b.Logger().Info("reusing the persisted Manus access token", "expires_at", st.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 }

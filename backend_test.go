@@ -75,7 +75,7 @@ func (b *syncBuffer) String() string {
 // testEnv is a backend on in-memory storage with an injected clock, talking
 // to a strict stand-in for Manus over loopback HTTP.
 type testEnv struct {
-	t       *testing.T
+	t       testing.TB
 	b       *backend
 	storage logical.Storage
 	clock   *testClock
@@ -84,7 +84,7 @@ type testEnv struct {
 	logs    *syncBuffer
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	manus := standin.New()
 	manus.AddClient(testClientID, testClientSecret)
@@ -209,7 +209,7 @@ func (e *testEnv) assertLogsHoldNoSecrets() {
 	}
 }
 
-func requireOK(t *testing.T, resp *logical.Response, err error) {
+func requireOK(t testing.TB, resp *logical.Response, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("unexpected error: %v", err)
@@ -221,7 +221,7 @@ func requireOK(t *testing.T, resp *logical.Response, err error) {
 
 // failureOf returns the HTTP status Vault would send for a failed request
 // and its message; it fails the test if the request succeeded.
-func failureOf(t *testing.T, resp *logical.Response, err error) (int, string) {
+func failureOf(t testing.TB, resp *logical.Response, err error) (int, string) {
 	t.Helper()
 	var coded logical.HTTPCodedError
 	switch {

@@ -80,22 +80,27 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 }
 
 // tokenResponse wraps the token in a non-renewable lease that ends a safety
-// margin before the token expires.
+// margin before the token expires. It builds the secret itself rather than
+// through framework.Secret.Response, whose growing maps were the largest
+// per-read allocation in the profile (BENCHMARKS.md).
 func (b *backend) tokenResponse(tok *accessToken, now time.Time) *logical.Response {
-	resp := b.Secret(secretTypeAccessToken).Response(map[string]any{
-		"access_token": tok.AccessToken,
-		"token_type":   "Bearer",
-		"expires_at":   tok.ExpiresAt.UTC().Format(time.RFC3339),
-		"expires_in":   int64(tok.ExpiresAt.Sub(now) / time.Second),
-	}, nil)
 	// A zero TTL would make Vault apply the mount default (768h by
 	// default); freshness checks leave responseSlack for this, so the floor
 	// below only guards against a stalled reader.
 	ttl := max(tok.leaseTTL(now), time.Second)
-	resp.Secret.TTL = ttl
-	resp.Secret.MaxTTL = ttl
-	resp.Secret.Renewable = false
-	return resp
+	return &logical.Response{
+		Secret: &logical.Secret{
+			LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: false},
+			// secret_type routes the lease's revocation to secretAccessToken.
+			InternalData: map[string]any{"secret_type": secretTypeAccessToken},
+		},
+		Data: map[string]any{
+			"access_token": tok.AccessToken,
+			"token_type":   "Bearer",
+			"expires_at":   tok.expiresAtText(),
+			"expires_in":   int64(tok.ExpiresAt.Sub(now) / time.Second),
+		},
+	}
 }
 
 // readFailure gives a reader the upstream failure with a gateway status.

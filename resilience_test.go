@@ -356,7 +356,7 @@ func TestPersistedTokenOfOldConfigIsNotRestored(t *testing.T) {
 	stored, _ := readStoredToken(context.Background(), e.storage)
 	resp, err := e.writeConfig(map[string]any{"request_timeout": 20, "verify_credentials": false})
 	requireOK(t, resp, err)
-	if err := writeStoredToken(context.Background(), e.storage, &stored.accessToken, stored.ConfigGeneration); err != nil {
+	if err := writeStoredToken(context.Background(), e.storage, stored.token(), stored.ConfigGeneration); err != nil {
 		t.Fatal(err)
 	}
 	e.b.Clean(context.Background())

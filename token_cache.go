@@ -26,11 +26,24 @@ const (
 // config changed under it; their next read uses the new credentials.
 var errMountReconfigured = errors.New("the mount's config changed while a token was being minted; read the token again")
 
-// accessToken is one bearer token minted from Manus.
+// accessToken is one bearer token minted from Manus. It is never modified
+// once cached: readers share it without locks.
 type accessToken struct {
-	AccessToken string    `json:"access_token"`
-	MintedAt    time.Time `json:"minted_at"`
-	ExpiresAt   time.Time `json:"expires_at"`
+	AccessToken string
+	MintedAt    time.Time
+	ExpiresAt   time.Time
+
+	// expiresAtRFC3339 caches the formatted expiry every read returns.
+	expiresAtRFC3339 atomic.Pointer[string]
+}
+
+func (t *accessToken) expiresAtText() string {
+	if s := t.expiresAtRFC3339.Load(); s != nil {
+		return *s
+	}
+	s := t.ExpiresAt.UTC().Format(time.RFC3339)
+	t.expiresAtRFC3339.Store(&s)
+	return s
 }
 
 func (t *accessToken) lifetime() time.Duration { return t.ExpiresAt.Sub(t.MintedAt) }

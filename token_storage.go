@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -18,8 +19,14 @@ const tokenStorageKey = "token"
 // storedToken is a persisted token and the config generation it was minted
 // with; a token from another generation's credentials is never restored.
 type storedToken struct {
-	accessToken
-	ConfigGeneration string `json:"config_generation"`
+	AccessToken      string    `json:"access_token"`
+	MintedAt         time.Time `json:"minted_at"`
+	ExpiresAt        time.Time `json:"expires_at"`
+	ConfigGeneration string    `json:"config_generation"`
+}
+
+func (st *storedToken) token() *accessToken {
+	return &accessToken{AccessToken: st.AccessToken, MintedAt: st.MintedAt, ExpiresAt: st.ExpiresAt}
 }
 
 func readStoredToken(ctx context.Context, s logical.Storage) (*storedToken, error) {
@@ -35,7 +42,12 @@ func readStoredToken(ctx context.Context, s logical.Storage) (*storedToken, erro
 }
 
 func writeStoredToken(ctx context.Context, s logical.Storage, tok *accessToken, generation string) error {
-	entry, err := logical.StorageEntryJSON(tokenStorageKey, storedToken{accessToken: *tok, ConfigGeneration: generation})
+	entry, err := logical.StorageEntryJSON(tokenStorageKey, storedToken{
+		AccessToken:      tok.AccessToken,
+		MintedAt:         tok.MintedAt,
+		ExpiresAt:        tok.ExpiresAt,
+		ConfigGeneration: generation,
+	})
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 )
 
 func main() {
+	startProfilerIfAsked()
 	// Multiplexed: one process serves every mount of the plugin.
 	err := plugin.ServeMultiplex(&plugin.ServeOpts{
 		BackendFactoryFunc: manus.Factory,

@@ -1,0 +1,93 @@
+package manus
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// The read-cost benchmarks run a token read through the framework
+// (HandleRequest) on in-memory storage, as Vault's gRPC layer does inside the
+// plugin process. Figures and how to reproduce them: BENCHMARKS.md.
+
+func benchEnv(b *testing.B) (*testEnv, *logical.Request) {
+	e := newTestEnv(b)
+	e.b.clock = time.Now // the test clock's mutex would be the contention measured
+	e.configure(nil)
+	return e, &logical.Request{Operation: logical.ReadOperation, Path: "token", Storage: e.storage, MountPoint: "manus/"}
+}
+
+// BenchmarkTokenReadCached is one read of a cached, fresh token.
+func BenchmarkTokenReadCached(b *testing.B) {
+	e, req := benchEnv(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		resp, err := e.b.HandleRequest(ctx, req)
+		if err != nil || resp == nil || resp.Secret == nil {
+			b.Fatal("read failed")
+		}
+	}
+	if e.manus.Mints() != 1 {
+		b.Fatalf("mints = %d", e.manus.Mints())
+	}
+}
+
+// BenchmarkTokenReadCachedParallel is the same read from every core at once:
+// it shows contention on the read path.
+func BenchmarkTokenReadCachedParallel(b *testing.B) {
+	e, req := benchEnv(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r := *req
+			if _, err := e.b.HandleRequest(ctx, &r); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkTokenReadColdMint is a read that must mint: a new cache each time,
+// against the stand-in over loopback HTTP.
+func BenchmarkTokenReadColdMint(b *testing.B) {
+	e, req := benchEnv(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		e.b.replaceTokenCache(nil)
+		_ = e.storage.Delete(ctx, tokenStorageKey)
+		if _, err := e.b.HandleRequest(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if got := e.manus.Mints(); got < b.N {
+		b.Fatalf("%d mints for %d cold reads", got, b.N)
+	}
+}
+
+// BenchmarkTokenCacheHit is the cache alone, without the framework: the part
+// of a read the plugin's own code costs.
+func BenchmarkTokenCacheHit(b *testing.B) {
+	e, req := benchEnv(b)
+	ctx := context.Background()
+	cache, err := e.b.tokenCache(ctx, req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if tok, _, err := cache.token(ctx); err != nil || tok == nil {
+			b.Fatal("no token")
+		}
+	}
+}

@@ -1,0 +1,301 @@
+// Command manus-loadtest measures reads through a real Vault server: N
+// concurrent clients read each given path for a fixed time, and it reports
+// reads per second, p50/p99 latency, the ratio to the first baseline path and
+// the peak RSS of the plugin process. With -cold-mount it also times a mount
+// from `secrets enable` to the first served token.
+//
+// scripts/bench-vault.sh (make bench-vault) starts a dev Vault and the Manus
+// stand-in and runs this against manus/token, a KV v2 secret and
+// manus/config. See BENCHMARKS.md.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+type pathList []string
+
+func (p *pathList) String() string     { return strings.Join(*p, ",") }
+func (p *pathList) Set(v string) error { *p = append(*p, v); return nil }
+
+type options struct {
+	addr, token string
+	concurrency int
+	duration    time.Duration
+	warmup      time.Duration
+	repeat      int
+	paths       pathList
+	pluginName  string
+	coldMount   string
+	coldConfig  string
+	coldRepeat  int
+	jsonOut     bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.addr, "addr", envOr("VAULT_ADDR", "http://127.0.0.1:8200"), "Vault address")
+	flag.StringVar(&o.token, "token", os.Getenv("VAULT_TOKEN"), "Vault token")
+	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent clients")
+	flag.DurationVar(&o.duration, "duration", 15*time.Second, "measured time per path and round")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured reads before each measurement")
+	flag.IntVar(&o.repeat, "repeat", 3, "rounds over all paths; figures are medians over rounds")
+	flag.Var(&o.paths, "path", "path to read (repeatable): the first is measured against each later one, its baselines")
+	flag.StringVar(&o.pluginName, "plugin", "vault-plugin-secrets-manus", "plugin binary name, for its RSS")
+	flag.StringVar(&o.coldMount, "cold-mount", "", "if set, time mounting the plugin here until the first token")
+	flag.StringVar(&o.coldConfig, "cold-config", "", "JSON config written to the cold mount")
+	flag.IntVar(&o.coldRepeat, "cold-repeat", 5, "cold-start measurements")
+	flag.BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
+	flag.Parse()
+	if len(o.paths) == 0 && o.coldMount == "" {
+		fail("give at least one -path or -cold-mount")
+	}
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.concurrency * 2}, Timeout: time.Minute}
+	report := map[string]any{"concurrency": o.concurrency, "duration": o.duration.String(), "rounds": o.repeat}
+	results := measurePaths(client, o)
+	report["paths"] = results
+	if o.coldMount != "" {
+		report["cold_start"] = measureColdStart(client, o)
+	}
+	report["plugin_peak_rss_kib"] = peakRSS(o.pluginName)
+	if o.jsonOut {
+		_ = json.NewEncoder(os.Stdout).Encode(report)
+		return
+	}
+	printTable(report, results)
+}
+
+type pathResult struct {
+	Path          string    `json:"path"`
+	ReadsPerSec   float64   `json:"reads_per_sec"`
+	P50Micros     float64   `json:"p50_us"`
+	P99Micros     float64   `json:"p99_us"`
+	Errors        int       `json:"errors"`
+	FirstOverThis float64   `json:"first_path_throughput_over_this,omitempty"`
+	RoundsPerSec  []float64 `json:"rounds_reads_per_sec"`
+}
+
+// measurePaths runs the rounds, each over every path in turn, so slow drift
+// in the server (leases piling up) spreads over all paths.
+func measurePaths(client *http.Client, o options) []pathResult {
+	perPath := map[string][]roundResult{}
+	for round := range o.repeat {
+		for _, p := range o.paths {
+			run(client, o, p, o.warmup)
+			r := run(client, o, p, o.duration)
+			perPath[p] = append(perPath[p], r)
+			fmt.Fprintf(os.Stderr, "round %d %-24s %8.0f reads/s p50 %6.0fus p99 %6.0fus errors %d\n",
+				round+1, p, r.readsPerSec, r.p50, r.p99, r.errors)
+		}
+	}
+	var out []pathResult
+	for _, p := range o.paths {
+		rounds := perPath[p]
+		res := pathResult{Path: p}
+		var rps, p50, p99 []float64
+		for _, r := range rounds {
+			rps, p50, p99 = append(rps, r.readsPerSec), append(p50, r.p50), append(p99, r.p99)
+			res.Errors += r.errors
+		}
+		res.ReadsPerSec, res.P50Micros, res.P99Micros, res.RoundsPerSec = median(rps), median(p50), median(p99), rps
+		out = append(out, res)
+	}
+	for i := range out {
+		if i > 0 && out[i].ReadsPerSec > 0 {
+			out[i].FirstOverThis = out[0].ReadsPerSec / out[i].ReadsPerSec
+		}
+	}
+	return out
+}
+
+type roundResult struct {
+	readsPerSec, p50, p99 float64
+	errors                int
+}
+
+func run(client *http.Client, o options, path string, d time.Duration) roundResult {
+	var mu sync.Mutex
+	var latencies []time.Duration
+	errors := 0
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range o.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			bad := 0
+			for time.Now().Before(deadline) {
+				started := time.Now()
+				if err := read(client, o, path); err != nil {
+					bad++
+					continue
+				}
+				mine = append(mine, time.Since(started))
+			}
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			errors += bad
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(latencies)
+	return roundResult{
+		readsPerSec: float64(len(latencies)) / d.Seconds(),
+		p50:         micros(percentile(latencies, 0.50)),
+		p99:         micros(percentile(latencies, 0.99)),
+		errors:      errors,
+	}
+}
+
+func read(client *http.Client, o options, path string) error {
+	req, err := http.NewRequest(http.MethodGet, o.addr+"/v1/"+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Vault-Token", o.token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+type coldStart struct {
+	MedianMillis float64   `json:"median_ms"`
+	Millis       []float64 `json:"runs_ms"`
+}
+
+// measureColdStart mounts the plugin, writes its config (without
+// verification, so the first read mints) and reads a token, timing from the
+// enable call to the token.
+func measureColdStart(client *http.Client, o options) coldStart {
+	var runs []float64
+	for i := range o.coldRepeat {
+		mount := fmt.Sprintf("%s-%d", o.coldMount, i)
+		started := time.Now()
+		must(call(client, o, http.MethodPost, "sys/mounts/"+mount, fmt.Sprintf(`{"type":%q}`, o.pluginName)))
+		took := time.Since(started)
+		must(call(client, o, http.MethodPost, mount+"/config", o.coldConfig))
+		configured := time.Since(started)
+		must(read(client, o, mount+"/token"))
+		total := time.Since(started)
+		fmt.Fprintf(os.Stderr, "cold start %d: enable %s, config %s, first token %s\n", i+1, took.Round(time.Millisecond), (configured - took).Round(time.Millisecond), (total - configured).Round(time.Millisecond))
+		runs = append(runs, float64(total.Microseconds())/1000)
+		must(call(client, o, http.MethodDelete, "sys/mounts/"+mount, ""))
+	}
+	return coldStart{MedianMillis: median(runs), Millis: runs}
+}
+
+func call(client *http.Client, o options, method, path, body string) error {
+	req, err := http.NewRequest(method, o.addr+"/v1/"+path, bytes.NewBufferString(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Vault-Token", o.token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		msg, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s %s: HTTP %d %s", method, path, resp.StatusCode, msg)
+	}
+	return nil
+}
+
+// peakRSS is the high-water RSS (VmHWM) of the running plugin processes, in
+// KiB; Linux only.
+func peakRSS(name string) int {
+	peak := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || filepath.Base(string(bytes.SplitN(cmdline, []byte{0}, 2)[0])) != name {
+			continue
+		}
+		status, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		for _, line := range strings.Split(string(status), "\n") {
+			if kib, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kib), "kB")))
+				peak = max(peak, n)
+			}
+		}
+	}
+	return peak
+}
+
+func printTable(report map[string]any, results []pathResult) {
+	fmt.Printf("concurrency %v, %v per path and round, %v rounds (medians)\n\n", report["concurrency"], report["duration"], report["rounds"])
+	fmt.Printf("%-24s %10s %10s %10s %8s %12s\n", "path", "reads/s", "p50 (us)", "p99 (us)", "errors", "first/this")
+	for i, r := range results {
+		vs := "-"
+		if i > 0 {
+			vs = fmt.Sprintf("%.2f", r.FirstOverThis)
+		}
+		fmt.Printf("%-24s %10.0f %10.0f %10.0f %8d %12s\n", r.Path, r.ReadsPerSec, r.P50Micros, r.P99Micros, r.Errors, vs)
+	}
+	if cs, ok := report["cold_start"].(coldStart); ok {
+		fmt.Printf("\ncold start (enable -> first token): median %.0f ms over %d runs\n", cs.MedianMillis, len(cs.Millis))
+	}
+	fmt.Printf("plugin peak RSS: %.1f MiB\n", float64(report["plugin_peak_rss_kib"].(int))/1024)
+}
+
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func must(err error) {
+	if err != nil {
+		fail(err.Error())
+	}
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, "manus-loadtest:", msg)
+	os.Exit(1)
+}

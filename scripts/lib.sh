@@ -1,0 +1,71 @@
+# Shared by scripts/dev.sh and scripts/bench-vault.sh: build the plugin, run
+# the Manus stand-in and a dev Vault with the plugin registered. Source it
+# from the repository root after setting VAULT_PORT, STANDIN_PORT and
+# work_dir.
+
+plugin_name=vault-plugin-secrets-manus
+plugin_version="v$(tr -d '[:space:]' < VERSION)"
+pids=()
+
+# build_binaries builds the plugin (version stamped) into $work_dir/plugins
+# and the stand-in into $work_dir.
+build_binaries() {
+	echo "==> building $plugin_name $plugin_version"
+	mkdir -p "$work_dir/plugins"
+	CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-X github.com/manus-community/vault-plugin-secrets-manus.Version=$plugin_version" \
+		-o "$work_dir/plugins/$plugin_name" ./cmd/$plugin_name
+	go build -o "$work_dir/manus-standin" ./cmd/manus-standin
+}
+
+stop_all() {
+	trap - INT TERM EXIT
+	echo
+	echo "==> stopping"
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+}
+
+# start_standin CLIENT_ID CLIENT_SECRET [extra flags]
+start_standin() {
+	local id=$1 secret=$2
+	shift 2
+	echo "==> starting the Manus stand-in on 127.0.0.1:$STANDIN_PORT"
+	MANUS_STANDIN_CLIENT_SECRET=$secret "$work_dir/manus-standin" \
+		-listen "127.0.0.1:$STANDIN_PORT" -client-id "$id" "$@" &
+	pids+=($!)
+}
+
+# start_dev_vault starts `vault server -dev` with the plugin directory and
+# exports VAULT_ADDR and VAULT_TOKEN for the CLI.
+start_dev_vault() {
+	echo "==> starting vault server -dev on 127.0.0.1:$VAULT_PORT (log: $work_dir/vault.log)"
+	printf 'plugin_directory = "%s"\n' "$work_dir/plugins" > "$work_dir/vault.hcl"
+	"$vault_bin" server -dev -dev-root-token-id=root -dev-no-store-token \
+		-dev-listen-address="127.0.0.1:$VAULT_PORT" -config="$work_dir/vault.hcl" \
+		> "$work_dir/vault.log" 2>&1 &
+	local vault_pid=$!
+	pids+=("$vault_pid")
+	export VAULT_ADDR="http://127.0.0.1:$VAULT_PORT" VAULT_TOKEN=root
+	for _ in $(seq 1 150); do
+		curl -fsS "$VAULT_ADDR/v1/sys/health" >/dev/null 2>&1 && return 0
+		kill -0 "$vault_pid" 2>/dev/null || { cat "$work_dir/vault.log"; exit 1; }
+		sleep 0.2
+	done
+	echo "vault did not become ready; see $work_dir/vault.log" >&2
+	exit 1
+}
+
+sha256_of() {
+	if command -v sha256sum >/dev/null; then
+		sha256sum "$1" | cut -d' ' -f1
+	else
+		shasum -a 256 "$1" | cut -d' ' -f1
+	fi
+}
+
+# register_plugin [extra `vault plugin register` flags]
+register_plugin() {
+	"$vault_bin" plugin register -sha256="$(sha256_of "$work_dir/plugins/$plugin_name")" \
+		-version="$plugin_version" "$@" secret "$plugin_name"
+}
