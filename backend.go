@@ -44,6 +44,10 @@ type backend struct {
 	// config write and an invalidation cannot interleave.
 	mu sync.Mutex
 
+	// persistMu orders writes and deletes of the persisted token, so a
+	// token is only ever stored under the config it was minted with.
+	persistMu sync.Mutex
+
 	// tokens is the mount's token cache, built from the stored config on
 	// first use; nil means "load it again".
 	tokens atomic.Pointer[tokenCache]
@@ -94,13 +98,29 @@ func newBackend(clock func() time.Time) *backend {
 }
 
 // invalidate runs when another node (or replication) changed a storage key.
-// Dropping the cache makes the next read rebuild it from storage: the new
-// config, and the token that node minted.
-func (b *backend) invalidate(_ context.Context, key string) {
+// A new config drops the cache: the next read rebuilds it from storage. A
+// new token is read into the current cache, which keeps any mint in flight.
+func (b *backend) invalidate(ctx context.Context, key string) {
 	switch key {
-	case configStorageKey, tokenStorageKey:
+	case configStorageKey:
 		b.replaceTokenCache(nil)
+	case tokenStorageKey:
+		b.reloadStoredToken(ctx)
 	}
+}
+
+func (b *backend) reloadStoredToken(ctx context.Context) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.tokens.Load()
+	if c == nil || b.storage == nil {
+		return // the next read loads config and token anyway
+	}
+	cfg, err := readConfig(ctx, b.storage)
+	if err != nil || cfg == nil {
+		return
+	}
+	b.restoreStoredToken(ctx, b.storage, c, cfg)
 }
 
 // clean runs when the mount is unmounted or the plugin reloaded.
@@ -184,21 +204,32 @@ func (b *backend) restoreStoredToken(ctx context.Context, s logical.Storage, c *
 	case st.token().leaseTTL(b.clock().Add(responseSlack)) == 0:
 		b.Logger().Debug("the persisted token is too close to expiry to reuse")
 	default:
-		c.restore(st.token())
-		b.Logger().Info("reusing the persisted Manus access token", "expires_at", st.ExpiresAt.UTC().Format(time.RFC3339))
+		if c.restore(st.token()) {
+			c.logger.Info("reusing the persisted Manus access token", "expires_at", st.ExpiresAt.UTC().Format(time.RFC3339))
+		}
 	}
 }
 
 // persistToken stores a newly minted token so restarts and other nodes
-// reuse it. Best-effort: a read-only node or a storage fault only costs a
-// mint later, never the read that minted it.
+// reuse it, if the stored config is still the one it was minted with.
+// Best-effort: a read-only node or a storage fault only costs a mint later,
+// never the read that minted it.
 func (b *backend) persistToken(logger hclog.Logger, tok *accessToken, generation string) {
 	if b.storage == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := writeStoredToken(ctx, b.storage, tok, generation)
+	b.persistMu.Lock()
+	defer b.persistMu.Unlock()
+	cfg, err := readConfig(ctx, b.storage)
+	if err == nil && (cfg == nil || cfg.Generation != generation) {
+		logger.Debug("not persisting the token: the config it was minted with has been replaced")
+		return
+	}
+	if err == nil {
+		err = writeStoredToken(ctx, b.storage, tok, generation)
+	}
 	switch {
 	case err == nil:
 	case isReadOnly(err):

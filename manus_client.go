@@ -192,8 +192,8 @@ func (c *manusClient) statusError(exchange *recordedExchange, body errorBody) er
 	e := &upstreamError{
 		tokenURL: c.tokenURL,
 		status:   exchange.status,
-		code:     body.code,
-		detail:   c.redact(body.message),
+		code:     c.safeCode(body.code),
+		detail:   cleanMessage(c.redact(body.message)),
 	}
 	switch {
 	case exchange.status == http.StatusTooManyRequests:
@@ -217,6 +217,16 @@ func (c *manusClient) badResponse(exchange *recordedExchange, why string) error 
 // from text that came from upstream.
 func (c *manusClient) redact(text string) string {
 	return redactSecret(text, c.oauth.ClientSecret)
+}
+
+// safeCode drops an error code that carries part of the client secret: an
+// upstream that echoes the form into its "error" field would otherwise put
+// the secret, upper-cased, into every message and log line.
+func (c *manusClient) safeCode(code string) string {
+	if code != "" && containsSecretFragment(code, c.oauth.ClientSecret) {
+		return ""
+	}
+	return code
 }
 
 func isTimeout(ctx context.Context, err error) bool {
@@ -277,7 +287,10 @@ func (c *manusClient) probeUsers(ctx context.Context, token string) probeResult 
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponseBytes))
 	result := probeResult{httpStatus: resp.StatusCode, roundTrip: time.Since(started)}
 	if resp.StatusCode >= 300 {
-		result.code = parseErrorBody(body).code
+		code := c.safeCode(parseErrorBody(body).code)
+		if !containsSecretFragment(code, token) {
+			result.code = code
+		}
 	}
 	return result
 }

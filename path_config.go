@@ -129,20 +129,21 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 // pathConfigWrite merges the written fields over the stored config, checks
 // the result (and by default the credentials themselves), and only then
 // stores it. Any failure leaves the stored config as it was.
+//
+// Verification can take a whole mint (up to 45s), so it runs without the
+// backend lock: reads keep using the current cache meanwhile. The lock is
+// taken only to store, after checking nobody else stored a config since.
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, data *framework.FieldData) (*logical.Response, error) {
 	if err := rejectUnknownFields(data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-
-	b.mu.Lock()
-	defer b.mu.Unlock()
-
-	cfg, err := readConfig(ctx, req.Storage)
+	base, err := readConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	if cfg == nil {
-		cfg = newDefaultConfig()
+	cfg := newDefaultConfig()
+	if base != nil {
+		*cfg = *base
 	}
 	applyConfigFields(cfg, data)
 	if err := cfg.validate(); err != nil {
@@ -155,25 +156,51 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 		return nil, err
 	}
 	verify := data.Get("verify_credentials").(bool)
+	var verified *accessToken
 	if verify {
-		// The verified token is cached and persisted with the new
-		// generation, so the first reads reuse it.
-		if _, err := cache.mintNow(ctx); err != nil {
+		if verified, err = cache.mintNow(ctx); err != nil {
 			cache.close()
 			return verificationFailure(err)
 		}
 	}
-	if err := writeConfig(ctx, req.Storage, cfg); err != nil {
+	if resp, err := b.storeConfig(ctx, req, base, cfg, cache); resp != nil || err != nil {
 		cache.close()
+		return resp, err
+	}
+	// The verified token becomes the cached one; persist it only now that
+	// its config is stored, so a failed write cannot replace the stored one.
+	if verified != nil {
+		b.persistToken(cache.logger, verified, cfg.Generation)
+	}
+	b.mountLogger(req.MountPoint).Info("config written; cached token replaced", "client_id", cfg.loggableClientID(), "base_url", cfg.BaseURL, "verified", verify)
+	return responseWithWarnings(cfg.warnings()), nil
+}
+
+// storeConfig writes cfg and installs its cache, unless the stored config is
+// no longer base (another write got in while this one was verified).
+func (b *backend) storeConfig(ctx context.Context, req *logical.Request, base, cfg *manusConfig, cache *tokenCache) (*logical.Response, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	current, err := readConfig(ctx, req.Storage)
+	if err != nil {
 		return nil, err
 	}
-	if !verify {
-		b.forgetStoredToken(ctx, req.Storage)
+	if generationOf(current) != generationOf(base) {
+		return logical.ErrorResponse("nothing was stored: another write changed this mount's config while this one was being verified; read the config and write again"), nil
 	}
+	if err := writeConfig(ctx, req.Storage, cfg); err != nil {
+		return nil, err
+	}
+	b.forgetStoredToken(ctx, req.Storage)
 	b.swapTokenCacheLocked(cache)
-	b.mountLogger(req.MountPoint).Info("config written; cached token replaced", "client_id", cfg.loggableClientID(), "base_url", cfg.BaseURL, "verified", verify)
+	return nil, nil
+}
 
-	return responseWithWarnings(cfg.warnings()), nil
+func generationOf(cfg *manusConfig) string {
+	if cfg == nil {
+		return ""
+	}
+	return cfg.Generation
 }
 
 // applyConfigFields copies the fields present in the request onto cfg; absent
@@ -224,8 +251,11 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 
 // forgetStoredToken removes the persisted token of replaced credentials. Its
 // generation would keep it from being restored anyway; this keeps a token of
-// deleted credentials out of storage.
+// deleted credentials out of storage. It shares persistMu with persistToken,
+// so a mint of the old config cannot write its token back afterwards.
 func (b *backend) forgetStoredToken(ctx context.Context, s logical.Storage) {
+	b.persistMu.Lock()
+	defer b.persistMu.Unlock()
 	if err := s.Delete(ctx, tokenStorageKey); err != nil {
 		b.Logger().Warn("could not delete the persisted token of the old config", "error", err)
 	}

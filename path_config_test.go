@@ -357,3 +357,67 @@ func testCertificatePEM(t *testing.T) string {
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
+
+func TestSlowVerificationDoesNotBlockReads(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.b.Clean(context.Background()) // nothing loaded: the read must load the cache
+	e.manus.FailNext(stall(time.Second))
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = e.writeConfig(map[string]any{"request_timeout": 5}) // verifies, slowly
+	}()
+	time.Sleep(100 * time.Millisecond)
+	started := time.Now()
+	e.readToken()
+	if took := time.Since(started); took > 500*time.Millisecond {
+		t.Fatalf("a read waited %s for a config write's verification", took)
+	}
+	<-done
+}
+
+func TestConcurrentConfigWriteIsRefusedNotLost(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.manus.FailNext(stall(500 * time.Millisecond)) // the first write's verification
+
+	first := make(chan error, 1)
+	go func() {
+		resp, err := e.writeConfig(map[string]any{"request_timeout": 7})
+		if err == nil && resp != nil && resp.IsError() {
+			err = resp.Error()
+		}
+		first <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	resp, err := e.writeConfig(map[string]any{"request_timeout": 9})
+	requireOK(t, resp, err)
+	if err := <-first; err == nil || !strings.Contains(err.Error(), "another write changed") {
+		t.Fatalf("the slower write: %v; want it refused", err)
+	}
+	if cfg, _ := readConfig(context.Background(), e.storage); cfg.RequestTimeout != 9*time.Second {
+		t.Fatalf("stored request_timeout = %s; the later, completed write must win", cfg.RequestTimeout)
+	}
+}
+
+func TestSecretWrittenAsClientIDIsNotLogged(t *testing.T) {
+	e := newTestEnv(t)
+	// The cleanup check fails the test if the secret reaches the log.
+	resp, err := e.writeConfig(map[string]any{"client_id": testClientSecret, "client_secret": testClientSecret, "base_url": e.baseURL})
+	if _, msg := failureOf(t, resp, err); strings.Contains(msg, testClientSecret) {
+		t.Fatal("the error quotes the secret written as client_id")
+	}
+	resp, err = e.writeConfig(map[string]any{"client_id": testClientSecret, "client_secret": testClientSecret, "base_url": e.baseURL, "verify_credentials": false})
+	requireOK(t, resp, err)
+	for _, w := range resp.Warnings {
+		if strings.Contains(w, testClientSecret) {
+			t.Fatal("the prefix warning quotes the secret written as client_id")
+		}
+	}
+	e.readTokenError()
+	if !strings.Contains(e.logs.String(), "withheld") {
+		t.Fatal("the log lines do not show the withheld client_id; the check would prove nothing")
+	}
+}

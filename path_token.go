@@ -3,6 +3,7 @@ package manus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -72,22 +73,26 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 	if err != nil {
 		return nil, readFailure(err)
 	}
-	resp := b.tokenResponse(tok, b.clock())
+	now := b.clock()
+	ttl := tok.leaseTTL(now)
+	if ttl == 0 {
+		// Never a zero TTL: Vault would apply the mount default (768h).
+		// Only a mint slower than the token's own short life gets here.
+		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf(
+			"the token Manus issued expires at %s, too soon to lease; read again", tok.expiresAtText()))
+	}
+	resp := tokenResponse(tok, now, ttl)
 	if warning != "" {
 		resp.AddWarning(warning)
 	}
 	return resp, nil
 }
 
-// tokenResponse wraps the token in a non-renewable lease that ends a safety
-// margin before the token expires. It builds the secret itself rather than
-// through framework.Secret.Response, whose growing maps were the largest
-// per-read allocation in the profile (BENCHMARKS.md).
-func (b *backend) tokenResponse(tok *accessToken, now time.Time) *logical.Response {
-	// A zero TTL would make Vault apply the mount default (768h by
-	// default); freshness checks leave responseSlack for this, so the floor
-	// below only guards against a stalled reader.
-	ttl := max(tok.leaseTTL(now), time.Second)
+// tokenResponse wraps the token in a non-renewable lease of ttl. It builds
+// the secret itself rather than through framework.Secret.Response, whose
+// growing maps were the largest per-read allocation in the profile
+// (BENCHMARKS.md).
+func tokenResponse(tok *accessToken, now time.Time, ttl time.Duration) *logical.Response {
 	return &logical.Response{
 		Secret: &logical.Secret{
 			LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: false},
@@ -112,6 +117,8 @@ func readFailure(err error) error {
 		return logical.CodedError(upErr.vaultStatus(), err.Error())
 	case errors.As(err, &inProgress):
 		return logical.CodedError(http.StatusGatewayTimeout, err.Error())
+	case errors.Is(err, errMountReconfigured):
+		return logical.CodedError(http.StatusServiceUnavailable, err.Error())
 	}
 	return err
 }

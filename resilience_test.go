@@ -2,6 +2,7 @@ package manus
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -423,6 +424,7 @@ func TestInvalidateTokenReloadsOtherNodesToken(t *testing.T) {
 	if second == first {
 		t.Fatal("the active node did not refresh")
 	}
+	active.waitForStoredToken(second) // persisted just after the readers are answered
 	standby.b.InvalidateKey(context.Background(), tokenStorageKey)
 	if got := accessTokenOf(standby.readToken()); got != second || active.manus.Mints() != 2 {
 		t.Fatalf("the standby did not pick up the active node's token (mints=%d)", active.manus.Mints())
@@ -437,5 +439,105 @@ func TestReaderGetsMintInProgressWhileUpstreamIsSlow(t *testing.T) {
 	status, msg := e.readTokenError()
 	if status != http.StatusGatewayTimeout || !strings.Contains(msg, "goes on in the background") || !strings.Contains(msg, "1s") {
 		t.Fatalf("got %d %q; want a 504 saying the request goes on", status, msg)
+	}
+}
+
+// waitForStoredToken waits until the persisted token is want: a mint
+// persists its token right after answering its readers.
+func (e *testEnv) waitForStoredToken(want string) {
+	e.t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, _ := readStoredToken(context.Background(), e.storage); st != nil && st.AccessToken == want {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.t.Fatal("the minted token was not persisted")
+}
+
+func TestColdReadsAfterReloadShareOneCacheAndMint(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.b.Clean(context.Background()) // as after a plugin reload: nothing loaded
+	e.b = e.newBackend()
+	e.manus.FailNext(stall(200 * time.Millisecond))
+
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := e.request(logical.ReadOperation, "token", nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if e.manus.Requests() != 1 {
+		t.Fatalf("100 cold reads on a fresh backend made %d token requests, want 1", e.manus.Requests())
+	}
+}
+
+func TestCleanCancelsMintInFlight(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.SetOutage(stall(10 * time.Second))
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.request(logical.ReadOperation, "token", nil)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	started := time.Now()
+	e.b.Clean(context.Background())
+	select {
+	case err := <-done:
+		var coded logical.HTTPCodedError
+		if !errors.As(err, &coded) || coded.Code() != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "read the token again") {
+			t.Fatalf("reader got %v; want a 503 saying to read again", err)
+		}
+		if time.Since(started) > time.Second {
+			t.Fatal("Clean did not cancel the mint promptly")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader is still waiting on a mint Clean should have cancelled")
+	}
+}
+
+func TestConfigDeleteDuringMintLeavesNoStoredToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.FailNext(stall(300 * time.Millisecond))
+	go func() { _, _ = e.request(logical.ReadOperation, "token", nil) }()
+	time.Sleep(100 * time.Millisecond) // the mint is in flight
+	if _, err := e.request(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the old mint has finished by now
+	if st, _ := readStoredToken(context.Background(), e.storage); st != nil {
+		t.Fatal("a mint of the deleted config wrote its token to storage")
+	}
+}
+
+func TestTooShortLifetimeIsRefused(t *testing.T) {
+	e := newTestEnv(t)
+	e.manus.SetLifetime(3 * time.Second)
+	e.configure(map[string]any{"verify_credentials": false})
+	status, msg := e.readTokenError()
+	if status != http.StatusBadGateway || !strings.Contains(msg, "too short to serve") {
+		t.Fatalf("got %d %q", status, msg)
+	}
+}
+
+func TestTokenTooCloseToExpiryIsNotLeased(t *testing.T) {
+	e := newTestEnv(t)
+	e.b.clock = time.Now // the mint's own duration must count
+	e.manus.SetLifetime(5 * time.Second)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.FailNext(stall(4700 * time.Millisecond)) // answered with 0.3s of life left
+	status, msg := e.readTokenError()
+	if status != http.StatusBadGateway || !strings.Contains(msg, "too soon to lease") {
+		t.Fatalf("got %d %q; want a refusal rather than a lease past the token's expiry", status, msg)
 	}
 }

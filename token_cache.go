@@ -267,9 +267,13 @@ func (c *tokenCache) mint(p *pendingMint) {
 	if err != nil && c.ctx.Err() != nil {
 		err = errMountReconfigured
 	}
-	if err == nil && c.persist != nil && c.ctx.Err() == nil {
-		c.persist(tok)
-	}
+	// Readers are woken before the token is persisted: slow storage must
+	// not look like a slow Manus.
+	defer func() {
+		if err == nil && c.persist != nil && c.ctx.Err() == nil {
+			c.persist(tok)
+		}
+	}()
 	c.mu.Lock()
 	if err == nil {
 		c.recordSuccessLocked(tok)
@@ -355,12 +359,17 @@ func (c *tokenCache) seed(tok *accessToken) {
 	c.current.Store(tok)
 }
 
-// restore installs a token read back from storage.
-func (c *tokenCache) restore(tok *accessToken) {
+// restore installs a token read back from storage, unless the cache
+// already holds one that lives as long.
+func (c *tokenCache) restore(tok *accessToken) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if cur := c.current.Load(); cur != nil && !tok.ExpiresAt.After(cur.ExpiresAt) {
+		return false
+	}
 	c.current.Store(tok)
 	c.restored = true
+	return true
 }
 
 // close cancels any mint in flight; the cache is not used afterwards.

@@ -28,6 +28,10 @@ const (
 	// one hour.
 	maxTokenLifetime = 24 * time.Hour
 
+	// minTokenLifetime is the shortest expires_in the plugin accepts: a
+	// shorter token cannot back a useful lease by the time it is served.
+	minTokenLifetime = 5 * time.Second
+
 	// maxRetryAfter bounds a Retry-After the plugin will believe.
 	maxRetryAfter = time.Hour
 )
@@ -96,6 +100,8 @@ func tokenLifetime(tok *oauth2.Token, now time.Time) (time.Duration, error) {
 	switch {
 	case lifetime <= 0:
 		return 0, fmt.Errorf("expires_in is %d, so the token is already expired", int64(lifetime/time.Second))
+	case lifetime < minTokenLifetime:
+		return 0, fmt.Errorf("expires_in is %d, too short to serve (at least %s is needed)", int64(lifetime/time.Second), minTokenLifetime)
 	case lifetime > maxTokenLifetime:
 		return maxTokenLifetime, nil
 	}
@@ -103,14 +109,17 @@ func tokenLifetime(tok *oauth2.Token, now time.Time) (time.Duration, error) {
 }
 
 // errorBody is what the plugin takes from an error response: the Manus or
-// OAuth2 error code and a short message. It accepts the gRPC-style
-// {"code","message"} body and the RFC 6749 {"error","error_description"} one.
+// OAuth2 error code and a message. It accepts the gRPC-style
+// {"code","message"} body and the RFC 6749 {"error","error_description"}
+// one. Both are raw upstream text: manusClient redacts them before use.
 type errorBody struct {
 	code    string
 	message string
 }
 
-var errorCodePattern = regexp.MustCompile(`^[A-Z0-9_.\-]{1,64}$`)
+// errorCodePattern is what a Manus or OAuth2 error code looks like once
+// upper-cased; anything else is not shown.
+var errorCodePattern = regexp.MustCompile(`^[A-Z0-9_.\-]{1,40}$`)
 
 func parseErrorBody(body []byte) errorBody {
 	var fields map[string]json.RawMessage
@@ -127,7 +136,7 @@ func parseErrorBody(body []byte) errorBody {
 	}
 	return errorBody{
 		code:    code,
-		message: cleanMessage(firstString(fields, "message", "error_description")),
+		message: firstString(fields, "message", "error_description"),
 	}
 }
 
@@ -149,7 +158,12 @@ func numberText(raw json.RawMessage) string {
 	return n.String()
 }
 
-// cleanMessage makes an upstream message safe to show on one line.
+// maxMessageLength is how much of an upstream message an error shows.
+const maxMessageLength = 200
+
+// cleanMessage makes an upstream message that has already been redacted
+// safe to show on one line. Truncation comes last, so it cannot cut a
+// secret in half before redaction sees it.
 func cleanMessage(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
@@ -157,7 +171,7 @@ func cleanMessage(s string) string {
 		}
 		return r
 	}, s)
-	return truncate(strings.TrimSpace(s), 200)
+	return truncate(strings.TrimSpace(s), maxMessageLength)
 }
 
 // describeUnparsable says why a response that is not an error was unusable,
@@ -198,7 +212,8 @@ func isWholeNumber(raw json.RawMessage) bool {
 }
 
 // parseRetryAfter reads a Retry-After header in seconds or as an HTTP date.
-// Values that are negative, unparsable or beyond maxRetryAfter are ignored.
+// Negative, past or unparsable values are ignored; values beyond
+// maxRetryAfter count as maxRetryAfter, still a reason not to retry soon.
 func parseRetryAfter(header string, now time.Time) time.Duration {
 	header = strings.TrimSpace(header)
 	if header == "" {
@@ -206,25 +221,19 @@ func parseRetryAfter(header string, now time.Time) time.Duration {
 	}
 	var wait time.Duration
 	if secs, err := strconv.ParseInt(header, 10, 64); err == nil {
-		if secs < 0 || secs > int64(maxRetryAfter/time.Second) {
-			return 0
-		}
-		wait = time.Duration(secs) * time.Second
+		wait = time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
 	} else if at, err := http.ParseTime(header); err == nil {
 		wait = at.Sub(now)
 	}
-	if wait < 0 || wait > maxRetryAfter {
-		return 0
-	}
-	return wait
+	return max(min(wait, maxRetryAfter), 0)
 }
 
 const redactedMarker = "[redacted]"
 
 // redactSecret removes secret from text in the encodings an echoed request
-// form could carry it in. If a long fragment of the secret is still present
-// (an upstream that truncated its echo mid-secret), the whole text is
-// withheld.
+// form could carry it in. If a run of the secret is still present in any
+// letter case (an upstream that truncated or re-cased its echo), the whole
+// text is withheld.
 func redactSecret(text, secret string) string {
 	if secret == "" || text == "" {
 		return text
@@ -238,19 +247,24 @@ func redactSecret(text, secret string) string {
 	} {
 		text = strings.ReplaceAll(text, form, redactedMarker)
 	}
-	if containsFragment(text, secret) || containsFragment(text, url.QueryEscape(secret)) {
+	if containsSecretFragment(text, secret) {
 		return "[upstream message withheld: it contained part of the client secret]"
 	}
 	return text
 }
 
-// containsFragment reports whether text holds any run of secret long enough
-// to be meaningful (12 characters, or all of a shorter secret).
-func containsFragment(text, secret string) bool {
-	size := min(12, len(secret))
-	for i := 0; i+size <= len(secret); i++ {
-		if strings.Contains(text, secret[i:i+size]) {
-			return true
+// containsSecretFragment reports whether text holds, in any letter case, a
+// run of secret (raw or form-encoded) long enough to be meaningful: 12
+// characters, or all of a shorter secret.
+func containsSecretFragment(text, secret string) bool {
+	lower := strings.ToLower(text)
+	for _, form := range []string{secret, url.QueryEscape(secret)} {
+		form = strings.ToLower(form)
+		size := min(12, len(form))
+		for i := 0; i+size <= len(form); i++ {
+			if strings.Contains(lower, form[i:i+size]) {
+				return true
+			}
 		}
 	}
 	return false

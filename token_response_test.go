@@ -74,9 +74,9 @@ func TestParseErrorBody(t *testing.T) {
 		{`{"error":"invalid_client","error_description":"bad"}`, "INVALID_CLIENT", "bad"},
 		{`{"code":16,"message":"unauthenticated"}`, "16", "unauthenticated"},
 		{`{"code":"has spaces in it"}`, "", ""},
-		{`{"code":"` + strings.Repeat("A", 65) + `"}`, "", ""},
-		{`{"message":"line\nbreak\ttab"}`, "", "line break tab"},
-		{`{"message":"` + strings.Repeat("m", 500) + `"}`, "", strings.Repeat("m", 200) + "..."},
+		{`{"code":"` + strings.Repeat("A", 41) + `"}`, "", ""},
+		{`{"message":"line\nbreak\ttab"}`, "", "line\nbreak\ttab"}, // cleaned after redaction, not here
+		{`{"message":"` + strings.Repeat("m", 500) + `"}`, "", strings.Repeat("m", 500)},
 		{`not json`, "", ""},
 		{`[]`, "", ""},
 		{``, "", ""},
@@ -95,7 +95,7 @@ func TestParseRetryAfter(t *testing.T) {
 		"":                              0,
 		"30":                            30 * time.Second,
 		"-5":                            0,
-		"999999":                        0, // absurd
+		"999999":                        maxRetryAfter, // absurd, but still "not soon"
 		"soon":                          0,
 		"Sun, 29 Nov 2026 12:01:00 GMT": time.Minute,
 		"Sun, 29 Nov 2026 11:59:00 GMT": 0, // in the past
@@ -124,6 +124,19 @@ func TestRedactSecret(t *testing.T) {
 	}
 	if got := redactSecret("harmless", secret); got != "harmless" {
 		t.Errorf("redactSecret changed harmless text: %q", got)
+	}
+	upper := "echo " + strings.ToUpper(secret)
+	if got := redactSecret(upper, secret); strings.Contains(strings.ToLower(got), strings.ToLower(secret[:12])) {
+		t.Errorf("an upper-cased echo survived: %q", got)
+	}
+}
+
+func TestCleanMessage(t *testing.T) {
+	if got := cleanMessage("line\nbreak\ttab\x00"); got != "line break tab" {
+		t.Errorf("cleanMessage = %q", got)
+	}
+	if got := cleanMessage(strings.Repeat("m", 500)); got != strings.Repeat("m", 200)+"..." {
+		t.Errorf("cleanMessage did not cut to 200: %d", len(got))
 	}
 }
 

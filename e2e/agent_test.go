@@ -86,10 +86,6 @@ auto_auth {
   }
 }
 
-template_config {
-  exit_on_retry_failure = true
-}
-
 template {
   contents    = "{{ with secret \"manus/token\" }}{{ .Data.access_token }}{{ end }}"
   destination = %q

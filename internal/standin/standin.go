@@ -72,6 +72,10 @@ type Fault struct {
 // secret included: an upstream or proxy that reflects its input.
 const EchoedForm = "{{form}}"
 
+// EchoedSecret in a Fault's Body is replaced by the client_secret the
+// request carried.
+const EchoedSecret = "{{client_secret}}"
+
 // Server is the stand-in. Its zero value is not usable; call New.
 type Server struct {
 	mu         sync.Mutex
@@ -365,12 +369,13 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, f Fault, raw
 	if f.Stall > 0 && !sleep(r.Context(), f.Stall) {
 		return // the client gave up
 	}
+	form, _ := url.ParseQuery(string(raw))
 	if f.Status == 0 {
-		form, _ := url.ParseQuery(string(raw))
 		s.issue(w, form)
 		return
 	}
 	body := strings.ReplaceAll(f.Body, EchoedForm, string(raw))
+	body = strings.ReplaceAll(body, EchoedSecret, form.Get("client_secret"))
 	contentType := f.ContentType
 	if contentType == "" {
 		contentType = "application/json"
