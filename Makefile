@@ -11,7 +11,7 @@ LDFLAGS        := -X $(MODULE).Version=$(PLUGIN_VERSION)
 GO             ?= go
 SOAK_DURATION  ?= 60s
 FUZZTIME       ?= 60s
-BENCH_COUNT    ?= 5
+BENCH_COUNT    ?= 6
 
 .DEFAULT_GOAL := help
 
