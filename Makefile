@@ -9,6 +9,13 @@ VERSION        := $(shell tr -d '[:space:]' < VERSION)
 PLUGIN_VERSION := v$(VERSION)
 LDFLAGS        := -X $(MODULE).Version=$(PLUGIN_VERSION)
 GO             ?= go
+DIST           := dist
+PLATFORMS      := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+# Tools are built from the Go module proxy into a cache outside the clone,
+# pinned, so every machine lints with the same version.
+TOOLS_DIR      ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/vault-plugin-secrets-manus/tools
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT  := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 SOAK_DURATION  ?= 60s
 FUZZTIME       ?= 60s
 BENCH_COUNT    ?= 6
@@ -29,7 +36,7 @@ dev: ## Run a dev Vault with the plugin mounted at manus/, against a local Manus
 	scripts/dev.sh
 
 .PHONY: test
-test: fmtcheck vet test-unit test-e2e ## Run every check and test suite (what CI runs)
+test: fmtcheck vet lint tidycheck test-unit release-check test-e2e ## Run every check and test suite (what CI runs)
 
 .PHONY: test-unit
 test-unit: ## Unit tests with the race detector, and every benchmark run once
@@ -64,6 +71,35 @@ vet: ## go vet, including the end-to-end suite
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/
 
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## golangci-lint with the committed .golangci.yml (pinned version)
+	$(GOLANGCI_LINT) run ./...
+
+$(GOLANGCI_LINT):
+	@echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) from the Go module proxy into $(dir $@)"
+	GOBIN="$(dir $@)" $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+.PHONY: tidycheck
+tidycheck: ## Fail if go.mod or go.sum is not tidy
+	$(GO) mod tidy -diff
+
+.PHONY: release
+release: ## Static binaries for linux and darwin (amd64, arm64) and SHA256SUMS in dist/
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for platform in $(PLATFORMS); do \
+		os=$${platform%/*}; arch=$${platform#*/}; \
+		out=$(DIST)/$(PLUGIN_NAME)_$(VERSION)_$${os}_$${arch}; \
+		echo "building $$out"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -buildvcs=false \
+			-ldflags "-s -w $(LDFLAGS)" -o $$out ./cmd/$(PLUGIN_NAME); \
+	done
+	cd $(DIST) && sha256sum $(PLUGIN_NAME)_* > SHA256SUMS
+	@cat $(DIST)/SHA256SUMS
+
+.PHONY: release-check
+release-check: release ## Build the release and check its names, checksums and version stamps
+	scripts/check-release.sh $(DIST) $(PLUGIN_NAME) $(VERSION) "$(PLATFORMS)"
+
 .PHONY: fmtcheck
 fmtcheck: ## Fail if any Go file needs gofmt
 	@files="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
@@ -79,4 +115,4 @@ vault: ## Find or build the Vault binary the tests use and print its path
 
 .PHONY: clean
 clean: ## Remove build output
-	rm -rf bin .dev
+	rm -rf bin .dev $(DIST)

@@ -21,7 +21,7 @@ import (
 const (
 	// tokenEndpointPath is appended to base_url; it is the only Manus
 	// endpoint the plugin calls to mint tokens.
-	tokenEndpointPath = "/api/user/manage/v1/oauth/token"
+	tokenEndpointPath = "/api/user/manage/v1/oauth/token" //nolint:gosec // G101: a URL path, not a credential
 
 	// usersEndpointPath is what the status probe calls with the token, the
 	// endpoint family the token exists for.

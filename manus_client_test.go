@@ -197,13 +197,11 @@ func TestStandinCatchesContractBreaches(t *testing.T) {
 	if _, err := withScope.Token(context.Background()); err == nil {
 		t.Error("an extra form field was accepted")
 	}
-	jsonBody, _ := http.Post(tokenURL, "application/json", strings.NewReader(`{"grant_type":"client_credentials"}`))
-	if jsonBody.StatusCode != http.StatusBadRequest {
-		t.Errorf("a JSON body got HTTP %d", jsonBody.StatusCode)
+	if status, _ := post(t, tokenURL, "application/json", `{"grant_type":"client_credentials"}`); status != http.StatusBadRequest {
+		t.Errorf("a JSON body got HTTP %d", status)
 	}
-	query, _ := http.Post(tokenURL+"?client_secret=x", "application/x-www-form-urlencoded", strings.NewReader("grant_type=client_credentials&client_id=a&client_secret=b"))
-	if query.StatusCode != http.StatusBadRequest {
-		t.Errorf("a query string got HTTP %d", query.StatusCode)
+	if status, _ := post(t, tokenURL+"?client_secret=x", "application/x-www-form-urlencoded", "grant_type=client_credentials&client_id=a&client_secret=b"); status != http.StatusBadRequest {
+		t.Errorf("a query string got HTTP %d", status)
 	}
 	if got := len(manus.Violations()); got != 4 {
 		t.Fatalf("stand-in recorded %d violations, want 4: %q", got, manus.Violations())
@@ -212,16 +210,25 @@ func TestStandinCatchesContractBreaches(t *testing.T) {
 		t.Fatal("the stand-in minted for a request that broke the contract")
 	}
 
-	wrongGrant, _ := http.PostForm(tokenURL, url.Values{"grant_type": {"password"}, "client_id": {testClientID}, "client_secret": {testClientSecret}})
-	body, _ := io.ReadAll(wrongGrant.Body)
-	if wrongGrant.StatusCode != 400 || !strings.Contains(string(body), `"code":"INVALID_GRANT_TYPE"`) {
-		t.Fatalf("wrong grant type: HTTP %d %s", wrongGrant.StatusCode, body)
+	form := url.Values{"grant_type": {"password"}, "client_id": {testClientID}, "client_secret": {testClientSecret}}
+	if status, body := post(t, tokenURL, "application/x-www-form-urlencoded", form.Encode()); status != http.StatusBadRequest || !strings.Contains(body, `"code":"INVALID_GRANT_TYPE"`) {
+		t.Fatalf("wrong grant type: HTTP %d %s", status, body)
 	}
-	missing, _ := http.PostForm(tokenURL, url.Values{"grant_type": {"client_credentials"}, "client_id": {testClientID}})
-	body, _ = io.ReadAll(missing.Body)
-	if missing.StatusCode != 400 || !strings.Contains(string(body), `"code":"INVALID_REQUEST"`) {
-		t.Fatalf("missing secret: HTTP %d %s", missing.StatusCode, body)
+	form = url.Values{"grant_type": {"client_credentials"}, "client_id": {testClientID}}
+	if status, body := post(t, tokenURL, "application/x-www-form-urlencoded", form.Encode()); status != http.StatusBadRequest || !strings.Contains(body, `"code":"INVALID_REQUEST"`) {
+		t.Fatalf("missing secret: HTTP %d %s", status, body)
 	}
+}
+
+func post(t *testing.T, target, contentType, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(target, contentType, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(answer)
 }
 
 // runOfSecret returns the first run of n characters of secret (or of its

@@ -36,7 +36,7 @@ func (p retryPolicy) delay(n int) time.Duration {
 	if d > p.maxDelay || d <= 0 {
 		d = p.maxDelay
 	}
-	return d/2 + rand.N(d/2+1)
+	return d/2 + rand.N(d/2+1) //nolint:gosec // G404: jitter needs spread, not unpredictability
 }
 
 func sleepContext(ctx context.Context, d time.Duration) error {

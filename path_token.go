@@ -123,6 +123,7 @@ func readFailure(err error) error {
 	return err
 }
 
+//nolint:gosec // G101: help text that mentions tokens, not a credential
 const tokenHelp = `
 Returns the mount's Manus bearer token: access_token, token_type ("Bearer"),
 expires_at (RFC 3339) and expires_in (seconds left at the time of the

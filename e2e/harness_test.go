@@ -108,7 +108,7 @@ func buildPlugin() error {
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the plugin: %v\n%s", err, out)
+		return fmt.Errorf("building the plugin: %w\n%s", err, out)
 	}
 	data, err := os.ReadFile(bin)
 	if err != nil {
@@ -281,7 +281,7 @@ func (v *vaultServer) vault(args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("vault %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		return stdout.String(), fmt.Errorf("vault %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.String(), nil
 }
@@ -294,7 +294,7 @@ func (v *vaultServer) vaultAs(token string, args ...string) (string, error) {
 	cmd.Env = append(v.env(), "VAULT_TOKEN="+token)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("vault %s: %v\n%s", strings.Join(args, " "), err, out)
+		return string(out), fmt.Errorf("vault %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
 }

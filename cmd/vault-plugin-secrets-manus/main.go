@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/hashicorp/go-hclog"
@@ -12,6 +13,12 @@ import (
 )
 
 func main() {
+	// `vault-plugin-secrets-manus --version` tells an operator which release
+	// a binary is; Vault itself never passes this flag.
+	if len(os.Args) == 2 && os.Args[1] == "--version" {
+		fmt.Println(manus.Version)
+		return
+	}
 	startProfilerIfAsked()
 	// Multiplexed: one process serves every mount of the plugin.
 	err := plugin.ServeMultiplex(&plugin.ServeOpts{
