@@ -183,6 +183,27 @@ func (e *testEnv) readToken() *logical.Response {
 	return resp
 }
 
+// concurrentReads runs n token reads at once and returns the tokens they
+// got; a failed read fails the test.
+func (e *testEnv) concurrentReads(n int) []string {
+	tokens := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.request(logical.ReadOperation, "token", nil)
+			if err != nil || resp == nil || resp.IsError() || resp.Secret == nil {
+				e.t.Errorf("concurrent read %d failed: %v", i, err)
+				return
+			}
+			tokens[i] = accessTokenOf(resp)
+		}()
+	}
+	wg.Wait()
+	return tokens
+}
+
 // readTokenError reads <mount>/token expecting a failure and returns its
 // HTTP status and message.
 func (e *testEnv) readTokenError() (int, string) {

@@ -2,13 +2,9 @@ package manus
 
 import (
 	"container/heap"
-	"context"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // Upstream economy: how many mints a mount costs Manus per hour under heavy
@@ -42,22 +38,9 @@ func economyOf(e *testEnv, simulated time.Duration, reads int) economyResult {
 func simulateConcurrentReaders(tb testing.TB, readers int, simulated, step time.Duration) economyResult {
 	e := newTestEnv(tb)
 	e.configure(nil)
-	req := logical.Request{Operation: logical.ReadOperation, Path: "token", Storage: e.storage, MountPoint: "manus/"}
 	reads := 0
 	for elapsed := time.Duration(0); elapsed < simulated; elapsed += step {
-		var wg sync.WaitGroup
-		for range readers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r := req
-				resp, err := e.b.HandleRequest(context.Background(), &r)
-				if err != nil || resp == nil || resp.Secret == nil {
-					tb.Error("read failed")
-				}
-			}()
-		}
-		wg.Wait()
+		e.concurrentReads(readers)
 		reads += readers
 		e.clock.Advance(step)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
 )
 
 // readStatus reads <mount>/status and checks it never carries the secret or
@@ -84,7 +86,7 @@ func TestStatusThroughStateChanges(t *testing.T) {
 	// Stale during an outage: four failed attempts, one failed mint, and
 	// a back-off window.
 	e.clock.Advance(15 * time.Minute)
-	e.manus.SetOutage(outage503())
+	e.manus.SetOutage(standin.Unavailable())
 	e.readToken()
 	now := e.clock.Now()
 	st := e.readStatus(false)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -179,21 +178,7 @@ func TestConcurrentColdReadsShareOneMint(t *testing.T) {
 	e.manus.FailNext(stall(200 * time.Millisecond)) // hold the mint so every reader piles up behind it
 
 	const readers = 100
-	tokens := make([]string, readers)
-	var wg sync.WaitGroup
-	for i := range readers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := e.request(logical.ReadOperation, "token", nil)
-			if err != nil || resp == nil || resp.IsError() {
-				t.Errorf("read %d failed: %v %v", i, err, resp)
-				return
-			}
-			tokens[i] = accessTokenOf(resp)
-		}()
-	}
-	wg.Wait()
+	tokens := e.concurrentReads(readers)
 	if got := e.manus.Requests(); got != 1 {
 		t.Fatalf("%d concurrent reads made %d token requests, want 1", readers, got)
 	}
@@ -210,17 +195,7 @@ func TestConcurrentStaleReadsShareOneMint(t *testing.T) {
 	e.clock.Advance(55 * time.Minute) // below the threshold: every read wants a refresh
 	e.manus.FailNext(stall(200 * time.Millisecond))
 
-	var wg sync.WaitGroup
-	for range 100 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := e.request(logical.ReadOperation, "token", nil); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	e.concurrentReads(100)
 	if got := e.manus.Requests(); got != 2 { // verification + one refresh
 		t.Fatalf("token requests = %d, want 2", got)
 	}

@@ -16,14 +16,10 @@ import (
 	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
 )
 
-func outage503() standin.Fault {
-	return standin.Fault{Status: 503, Body: `{"code":"UNAVAILABLE","message":"maintenance"}`}
-}
-
 func TestTransientFailuresAreRetried(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(map[string]any{"verify_credentials": false})
-	e.manus.FailNext(outage503(), standin.Fault{Status: 500, Body: `{"code":"INTERNAL"}`}, stall(0))
+	e.manus.FailNext(standin.Unavailable(), standin.Fault{Status: 500, Body: `{"code":"INTERNAL"}`}, stall(0))
 	resp := e.readToken()
 	if !e.manus.IsValid(accessTokenOf(resp)) || e.manus.Requests() != 3 {
 		t.Fatalf("requests = %d; want two failures retried into a third, successful attempt", e.manus.Requests())
@@ -150,7 +146,7 @@ func TestStaleWhileErrorServesCachedTokenUntilItCannot(t *testing.T) {
 	e.configure(nil)
 	cached := e.manus.Issued()[0]
 	e.clock.Advance(55 * time.Minute) // 5 minutes left: due for refresh
-	e.manus.SetOutage(outage503())
+	e.manus.SetOutage(standin.Unavailable())
 
 	resp := e.readToken()
 	if accessTokenOf(resp) != cached {
@@ -238,7 +234,7 @@ func TestFailureBackoffLimitsRequestsDuringOutage(t *testing.T) {
 func TestConfigChangeResetsBackoff(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(map[string]any{"verify_credentials": false})
-	e.manus.SetOutage(outage503())
+	e.manus.SetOutage(standin.Unavailable())
 	for range 5 { // five failed mints: the window is now 16s
 		e.readTokenError()
 		e.clock.Advance(time.Minute)
@@ -463,17 +459,7 @@ func TestColdReadsAfterReloadShareOneCacheAndMint(t *testing.T) {
 	e.b = e.newBackend()
 	e.manus.FailNext(stall(200 * time.Millisecond))
 
-	var wg sync.WaitGroup
-	for range 100 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := e.request(logical.ReadOperation, "token", nil); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	e.concurrentReads(100)
 	if e.manus.Requests() != 1 {
 		t.Fatalf("100 cold reads on a fresh backend made %d token requests, want 1", e.manus.Requests())
 	}

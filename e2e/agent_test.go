@@ -26,9 +26,7 @@ func TestVaultAgentKeepsRenderedTokenValid(t *testing.T) {
 	v := startVault(t)
 	manus := startManus(t)
 	manus.SetLifetime(lifetime)
-	v.registerPlugin()
-	v.mount("manus")
-	v.configure("manus", manus)
+	v.mountConfigured(manus)
 
 	rendered := filepath.Join(v.dir, "manus-token")
 	startAgent(t, v, rendered)

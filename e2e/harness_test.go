@@ -101,22 +101,27 @@ func buildPlugin() error {
 		return err
 	}
 	pluginVersion = "v" + strings.TrimSpace(string(version))
-	bin := filepath.Join(pluginDir, pluginName)
+	pluginSHA256, err = buildPluginBinary(filepath.Join(pluginDir, pluginName), pluginVersion)
+	return err
+}
+
+// buildPluginBinary builds the plugin stamped with version into bin and
+// returns its sha256, as `vault plugin register` wants it.
+func buildPluginBinary(bin, version string) (string, error) {
 	cmd := exec.Command("go", "build", "-trimpath",
-		"-ldflags", "-X github.com/manus-community/vault-plugin-secrets-manus.Version="+pluginVersion,
+		"-ldflags", "-X github.com/manus-community/vault-plugin-secrets-manus.Version="+version,
 		"-o", bin, "./cmd/"+pluginName)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the plugin: %w\n%s", err, out)
+		return "", fmt.Errorf("building the plugin %s: %w\n%s", version, err, out)
 	}
 	data, err := os.ReadFile(bin)
 	if err != nil {
-		return err
+		return "", err
 	}
 	sum := sha256.Sum256(data)
-	pluginSHA256 = hex.EncodeToString(sum[:])
-	return nil
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // vaultServer is one `vault server` process with its own port, directory,
@@ -396,6 +401,15 @@ func startManus(t *testing.T) *fakeManus {
 		}
 	})
 	return &fakeManus{Server: s, url: server.URL}
+}
+
+// mountConfigured registers the plugin, mounts it at manus/ and configures
+// it against manus through the CLI: the set-up most tests start from.
+func (v *vaultServer) mountConfigured(manus *fakeManus, extra ...string) {
+	v.t.Helper()
+	v.registerPlugin()
+	v.mount("manus")
+	v.configure("manus", manus, extra...)
 }
 
 // configure writes the mount's config through the CLI.

@@ -68,9 +68,7 @@ func TestConfigAndTokenThroughCLI(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)
 	manus := startManus(t)
-	v.registerPlugin()
-	v.mount("manus")
-	v.configure("manus", manus)
+	v.mountConfigured(manus)
 
 	config := v.mustVault("read", "-format=json", "manus/config")
 	if strings.Contains(config, testClientSecret) || strings.Contains(config, "client_secret") {
@@ -129,9 +127,7 @@ func TestConcurrentReadsMintOnce(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)
 	manus := startManus(t)
-	v.registerPlugin()
-	v.mount("manus")
-	v.configure("manus", manus, "verify_credentials=false")
+	v.mountConfigured(manus, "verify_credentials=false")
 	manus.FailNext(standin.Fault{Stall: 300 * time.Millisecond}) // every reader arrives while the mint is in flight
 
 	responses, errs := v.parallelReads("manus/token", 200)
@@ -161,9 +157,7 @@ func TestLeaseRevokeAndDisable(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)
 	manus := startManus(t)
-	v.registerPlugin()
-	v.mount("manus")
-	v.configure("manus", manus)
+	v.mountConfigured(manus)
 
 	first := v.readSecret("manus/token")
 	v.readSecret("manus/token")
@@ -198,9 +192,7 @@ func TestConfigChangeThroughCLI(t *testing.T) {
 	v := startVault(t)
 	manus := startManus(t)
 	manus.AddClient("tm_rotated_client", "rotated-secret-value")
-	v.registerPlugin()
-	v.mount("manus")
-	v.configure("manus", manus)
+	v.mountConfigured(manus)
 	before := v.readSecret("manus/token").Data["access_token"].(string)
 
 	_, err := v.vault("write", "manus/config", "client_secret=definitely-wrong")
@@ -351,9 +343,7 @@ func TestPoliciesFromTheDocs(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)
 	manus := startManus(t)
-	v.registerPlugin()
-	v.mount("manus")
-	v.configure("manus", manus)
+	v.mountConfigured(manus)
 	for _, name := range []string{"manus-consumer", "manus-operator"} {
 		v.mustVault("policy", "write", name, filepath.Join(repoRoot, "docs", "policies", name+".hcl"))
 	}
@@ -397,9 +387,7 @@ func TestStatusAndProbeThroughCLI(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)
 	manus := startManus(t)
-	v.registerPlugin()
-	v.mount("manus")
-	v.configure("manus", manus)
+	v.mountConfigured(manus)
 	v.readSecret("manus/token")
 
 	var status struct {

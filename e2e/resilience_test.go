@@ -15,10 +15,6 @@ import (
 	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
 )
 
-func outage503() standin.Fault {
-	return standin.Fault{Status: 503, Body: `{"code":"UNAVAILABLE","message":"maintenance"}`}
-}
-
 // TestOutageServesCachedTokenThenRecovers: with a token cached, Manus goes
 // down. Reads keep succeeding with a warning until the token can no longer
 // back a lease, then fail with a clear error; when Manus is back, the next
@@ -28,12 +24,10 @@ func TestOutageServesCachedTokenThenRecovers(t *testing.T) {
 	v := startVault(t)
 	manus := startManus(t)
 	manus.SetLifetime(20 * time.Second)
-	v.registerPlugin()
-	v.mount("manus")
-	v.configure("manus", manus)
+	v.mountConfigured(manus)
 	cached := manus.Issued()[0]
 	expiresAt := manus.ExpiresAt(cached)
-	manus.SetOutage(outage503())
+	manus.SetOutage(standin.Unavailable())
 
 	sawWarning, sawFailure := false, false
 	for time.Now().Before(expiresAt.Add(2 * time.Second)) {
@@ -97,9 +91,7 @@ func TestPluginReloadReusesToken(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)
 	manus := startManus(t)
-	v.registerPlugin()
-	v.mount("manus")
-	v.configure("manus", manus)
+	v.mountConfigured(manus)
 	before := v.mustReadToken("manus").Data["access_token"]
 	pid := v.pluginPID()
 
@@ -119,9 +111,7 @@ func TestVaultRestartReusesToken(t *testing.T) {
 	t.Parallel()
 	v := startFileVault(t)
 	manus := startManus(t)
-	v.registerPlugin()
-	v.mount("manus")
-	v.configure("manus", manus)
+	v.mountConfigured(manus)
 	before := v.mustReadToken("manus").Data["access_token"]
 
 	v.restart()
@@ -142,9 +132,7 @@ func TestRaftFailoverReusesToken(t *testing.T) {
 	nodes := startRaftCluster(t, 3)
 	manus := startManus(t)
 	active := nodes[0]
-	active.registerPlugin()
-	active.mount("manus")
-	active.configure("manus", manus, "verify_credentials=false")
+	active.mountConfigured(manus, "verify_credentials=false")
 
 	standby := nodes[1]
 	first := standby.mustReadToken("manus").Data["access_token"]
@@ -206,9 +194,7 @@ func TestChaos(t *testing.T) {
 	v := startVault(t)
 	manus := startManus(t)
 	manus.SetLifetime(5 * time.Second) // refresh often during the run
-	v.registerPlugin()
-	v.mount("manus")
-	v.configure("manus", manus, "request_timeout=2s")
+	v.mountConfigured(manus, "request_timeout=2s")
 	pid := v.pluginPID()
 
 	var mu sync.Mutex
@@ -222,7 +208,7 @@ func TestChaos(t *testing.T) {
 		case p < 0.35:
 			return standin.Fault{}, false // a normal answer
 		case p < 0.55:
-			return outage503(), true
+			return standin.Unavailable(), true
 		case p < 0.65:
 			return standin.Fault{Status: 500, Body: "<html>Internal Server Error</html>", ContentType: "text/html"}, true
 		case p < 0.80:

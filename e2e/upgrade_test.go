@@ -3,11 +3,7 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -34,21 +30,11 @@ func nextVersion(t *testing.T) string {
 func buildNext(t *testing.T, version string) (string, string) {
 	t.Helper()
 	name := pluginName + "-" + version
-	bin := filepath.Join(pluginDir, name)
-	cmd := exec.Command("go", "build", "-trimpath",
-		"-ldflags", "-X github.com/manus-community/vault-plugin-secrets-manus.Version="+version,
-		"-o", bin, "./cmd/"+pluginName)
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", version, err, out)
-	}
-	data, err := os.ReadFile(bin)
+	sha, err := buildPluginBinary(filepath.Join(pluginDir, name), version)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(data)
-	return name, hex.EncodeToString(sum[:])
+	return name, sha
 }
 
 // TestUpgradeToNextVersion follows the README's upgrade steps: register the

@@ -163,21 +163,7 @@ func run(client *http.Client, o options, path string, d time.Duration) roundResu
 }
 
 func read(client *http.Client, o options, path string) error {
-	req, err := http.NewRequest(http.MethodGet, o.addr+"/v1/"+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("X-Vault-Token", o.token)
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	return nil
+	return call(client, o, http.MethodGet, path, "")
 }
 
 type coldStart struct {
@@ -217,8 +203,8 @@ func call(client *http.Client, o options, method, path, body string) error {
 		return err
 	}
 	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body) // read to the end so the connection is reused
 	if resp.StatusCode >= 300 {
-		msg, _ := io.ReadAll(resp.Body)
 		return fmt.Errorf("%s %s: HTTP %d %s", method, path, resp.StatusCode, msg)
 	}
 	return nil

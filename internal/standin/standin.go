@@ -68,6 +68,12 @@ type Fault struct {
 	Header      map[string]string
 }
 
+// Unavailable is a fault answering 503 with a Manus UNAVAILABLE body, the
+// usual shape of an outage in tests.
+func Unavailable() Fault {
+	return Fault{Status: http.StatusServiceUnavailable, Body: `{"code":"UNAVAILABLE","message":"maintenance"}`}
+}
+
 // EchoedForm in a Fault's Body is replaced by the raw request body, client
 // secret included: an upstream or proxy that reflects its input.
 const EchoedForm = "{{form}}"
