@@ -228,3 +228,18 @@ func lineWith(logs, msg string) string {
 	}
 	return ""
 }
+
+func TestStatusShowsMintInFlight(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.FailNext(stall(500 * time.Millisecond))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = e.request(logical.ReadOperation, "token", nil) // its outcome shows in the status below
+	}()
+	time.Sleep(100 * time.Millisecond)
+	expectStatus(t, e.readStatus(false), map[string]any{"minting": true, "token_cached": false})
+	<-done
+	expectStatus(t, e.readStatus(false), map[string]any{"minting": false, "token_cached": true, "mints": 1})
+}
