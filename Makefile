@@ -38,13 +38,18 @@ dev: ## Run a dev Vault with the plugin mounted at manus/, against a local Manus
 .PHONY: test
 test: fmtcheck vet lint tidycheck test-unit release-check test-e2e ## Run every check and test suite (what CI runs)
 
+.PHONY: racecheck
+racecheck:
+	@[ "$$($(GO) env CGO_ENABLED)" = 1 ] || { \
+		echo "make test runs the race detector, which needs cgo and a C compiler: install gcc (apt-get install gcc) and retry" >&2; exit 1; }
+
 .PHONY: test-unit
-test-unit: ## Unit tests with the race detector, and every benchmark run once
+test-unit: racecheck ## Unit tests with the race detector, and every benchmark run once
 	$(GO) test -race -count=1 ./...
 	$(GO) test -run '^$$' -bench . -benchtime=1x -count=1 .
 
 .PHONY: test-e2e
-test-e2e: ## End-to-end tests in a real Vault server, CLI and Agent (finds or builds Vault)
+test-e2e: racecheck ## End-to-end tests in a real Vault server, CLI and Agent (finds or builds Vault)
 	VAULT_BIN="$$(scripts/ensure-vault.sh)" && export VAULT_BIN && \
 		$(GO) test -race -tags e2e -count=1 -timeout 30m ./e2e/
 

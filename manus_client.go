@@ -279,7 +279,10 @@ func (c *manusClient) probeUsers(ctx context.Context, token string) probeResult 
 		if isTimeout(ctx, err) {
 			result.err = fmt.Errorf("no answer from %s within %s (request_timeout)", usersURL, c.attemptTimeout)
 		} else {
-			result.err = fmt.Errorf("could not reach %s: %s", usersURL, c.redact(connectionReason(err)))
+			// A broken answer can quote what was sent: the token as well
+			// as the secret come out of the reason.
+			reason := redactSecret(c.redact(connectionReason(err)), token)
+			result.err = fmt.Errorf("could not reach %s: %s", usersURL, reason)
 		}
 		return result
 	}

@@ -1,8 +1,12 @@
 package manus
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -171,13 +175,8 @@ func TestStatusProbeWithoutToken(t *testing.T) {
 func TestStatusProbeUnreachable(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	resp, err := e.writeConfig(map[string]any{"base_url": closedLoopbackURL(t), "verify_credentials": false})
-	requireOK(t, resp, err)
-	// Seed a token so the probe goes as far as the users API.
-	cache, _ := e.b.tokenCache(context.Background(), &logical.Request{Storage: e.storage, MountPoint: "manus/"})
-	cache.seed(&accessToken{AccessToken: "seeded-token", MintedAt: e.clock.Now(), ExpiresAt: e.clock.Now().Add(time.Hour)})
-	st := e.readStatus(true)
-	if msg, _ := st["probe_error"].(string); !strings.Contains(msg, "could not reach") || strings.Contains(msg, "seeded-token") {
+	e.seedForProbe(closedLoopbackURL(t), "seeded-token")
+	if msg, _ := e.readStatus(true)["probe_error"].(string); !strings.Contains(msg, "could not reach") {
 		t.Fatalf("probe_error = %q", msg)
 	}
 }
@@ -242,4 +241,76 @@ func TestStatusShowsMintInFlight(t *testing.T) {
 	expectStatus(t, e.readStatus(false), map[string]any{"minting": true, "token_cached": false})
 	<-done
 	expectStatus(t, e.readStatus(false), map[string]any{"minting": false, "token_cached": true, "mints": 1})
+}
+
+// seedForProbe points the mount at baseURL without verifying and caches
+// token, so the probe sends it there.
+func (e *testEnv) seedForProbe(baseURL, token string) {
+	e.t.Helper()
+	resp, err := e.writeConfig(map[string]any{"base_url": baseURL, "verify_credentials": false})
+	requireOK(e.t, resp, err)
+	cache, err := e.b.tokenCache(context.Background(), &logical.Request{Storage: e.storage, MountPoint: "manus/"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cache.seed(&accessToken{AccessToken: token, MintedAt: e.clock.Now(), ExpiresAt: e.clock.Now().Add(time.Hour)})
+}
+
+// TestStatusProbeNeverShowsToken: a users endpoint that echoes the bearer
+// token into a malformed status line or into its error code must not get
+// it into the status response, which operators may read without the token.
+func TestStatusProbeNeverShowsToken(t *testing.T) {
+	const token = "TOK_SEEDED_BEARER_0123456789"
+	echoStatusLine := rawEchoServer(t)
+	echoCode := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = fmt.Fprintf(w, `{"code":%q,"message":"bad token %s"}`, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), r.Header.Get("Authorization"))
+	}))
+	defer echoCode.Close()
+
+	for name, baseURL := range map[string]string{"status line": echoStatusLine, "error code": echoCode.URL} {
+		t.Run(name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(nil)
+			e.seedForProbe(baseURL, token)
+			st := e.readStatus(true)
+			for k, v := range st {
+				if strings.Contains(strings.ToUpper(fmt.Sprint(v)), token) {
+					t.Fatalf("status field %s shows the access token: %v", k, v)
+				}
+			}
+			if st["probe_ok"] != false {
+				t.Fatal("the probe did not fail")
+			}
+		})
+	}
+}
+
+// rawEchoServer answers every HTTP request with a status line made of the
+// request's bearer token.
+func rawEchoServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				req, err := http.ReadRequest(bufio.NewReader(conn))
+				if err != nil {
+					return
+				}
+				_, _ = fmt.Fprintf(conn, "HTTP/1.1 %s\r\n\r\n", strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer "))
+			}()
+		}
+	}()
+	return "http://" + l.Addr().String()
 }

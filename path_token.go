@@ -70,6 +70,11 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 		return nil, err
 	}
 	tok, warning, err := cache.token(ctx)
+	if next := b.tokens.Load(); errors.Is(err, errMountReconfigured) && next != nil && next != cache {
+		// A config write replaced the cache during this read: read again
+		// from the new one. (After a delete or unmount there is none.)
+		tok, warning, err = next.token(ctx)
+	}
 	if err != nil {
 		return nil, readFailure(err)
 	}

@@ -527,3 +527,78 @@ func TestTokenTooCloseToExpiryIsNotLeased(t *testing.T) {
 		t.Fatalf("got %d %q; want a refusal rather than a lease past the token's expiry", status, msg)
 	}
 }
+
+func TestConfigWriteDuringRefreshNeverServesOldToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	old := e.manus.Issued()[0]
+	e.clock.Advance(55 * time.Minute) // due for refresh, still servable
+	e.manus.FailNext(stall(500 * time.Millisecond))
+
+	got := make(chan *logical.Response, 1)
+	go func() {
+		resp, _ := e.request(logical.ReadOperation, "token", nil)
+		got <- resp
+	}()
+	time.Sleep(100 * time.Millisecond) // the refresh is in flight
+	resp, err := e.writeConfig(map[string]any{"request_timeout": 5, "verify_credentials": false})
+	requireOK(t, resp, err)
+
+	read := <-got
+	if read == nil || read.IsError() {
+		t.Fatal("the read cut short by the config change failed; it should read again from the new config")
+	}
+	if accessTokenOf(read) == old || len(read.Warnings) != 0 {
+		t.Fatal("a read finished after the config change was served the old credentials' token")
+	}
+}
+
+func TestInvalidateTokenKeepsMintInFlight(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.readToken() // loads the cache
+	e.clock.Advance(55 * time.Minute)
+	e.manus.FailNext(stall(300 * time.Millisecond))
+	requests := e.manus.Requests()
+
+	got := make(chan error, 1)
+	go func() {
+		_, err := e.request(logical.ReadOperation, "token", nil)
+		got <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	e.b.InvalidateKey(context.Background(), tokenStorageKey) // another node wrote a token
+	if err := <-got; err != nil {
+		t.Fatalf("the read failed: %v", err)
+	}
+	if e.manus.Requests() != requests+1 {
+		t.Fatalf("%d token requests; the invalidation cancelled the mint in flight", e.manus.Requests()-requests)
+	}
+}
+
+func TestTokenOfReplacedConfigIsNeverPersisted(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	cache, err := e.b.tokenCache(context.Background(), &logical.Request{Storage: e.storage, MountPoint: "manus/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Hold the mint's persist back until the config is gone: the order in
+	// which only the generation check can keep the token out of storage.
+	release, persisted := make(chan struct{}), make(chan struct{})
+	persist := cache.persist
+	cache.persist = func(tok *accessToken) {
+		<-release
+		persist(tok)
+		close(persisted)
+	}
+	e.readToken()
+	if _, err := e.request(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	<-persisted
+	if st, _ := readStoredToken(context.Background(), e.storage); st != nil {
+		t.Fatal("a token of a deleted config was persisted")
+	}
+}

@@ -73,11 +73,22 @@ func (t *accessToken) refreshThreshold(configured time.Duration) time.Duration {
 	return min(configured, t.lifetime()/2)
 }
 
-// isFresh reports whether the token should be served without minting. The
-// lease check looks responseSlack ahead so the response built right after
-// still gets a lease of at least a second.
+// minServableLife is the least remaining life that still gives a lease of
+// a second (leaseTTL > 0) to a response built up to responseSlack later.
+func (t *accessToken) minServableLife() time.Duration {
+	return responseSlack + max(t.safetyMargin()+500*time.Millisecond, time.Second)
+}
+
+// refreshAt is when the token is due for replacement: when its remaining
+// life reaches the refresh threshold, or the least it can be served with,
+// whichever comes first.
+func (t *accessToken) refreshAt(configuredThreshold time.Duration) time.Time {
+	return t.ExpiresAt.Add(-max(t.refreshThreshold(configuredThreshold), t.minServableLife()))
+}
+
+// isFresh reports whether the token should be served without minting.
 func (t *accessToken) isFresh(now time.Time, configuredThreshold time.Duration) bool {
-	return t.ExpiresAt.Sub(now) > t.refreshThreshold(configuredThreshold) && t.leaseTTL(now.Add(responseSlack)) > 0
+	return now.Before(t.refreshAt(configuredThreshold))
 }
 
 // tokenMinter is the upstream side of the cache: a mint with retries.
@@ -178,6 +189,11 @@ func (c *tokenCache) token(ctx context.Context) (tok *accessToken, warning strin
 	tok, err = c.refresh(ctx)
 	if err == nil {
 		return tok, "", nil
+	}
+	// A mint cut short by a config change must not fall back to the token
+	// of the credentials just replaced.
+	if errors.Is(err, errMountReconfigured) {
+		return nil, "", err
 	}
 	if stale := c.servable(); stale != nil {
 		c.stats.staleServes.Add(1)
@@ -348,7 +364,7 @@ func (c *tokenCache) snapshot() cacheState {
 		st.backoffUntil = c.retryAt
 	}
 	if st.token != nil {
-		st.refreshAt = st.token.ExpiresAt.Add(-st.token.refreshThreshold(c.refreshThreshold))
+		st.refreshAt = st.token.refreshAt(c.refreshThreshold)
 		st.leaseTTL = st.token.leaseTTL(now)
 	}
 	return st

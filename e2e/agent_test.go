@@ -100,17 +100,19 @@ template {
 	cmd := exec.CommandContext(ctx, vaultBin, "agent", "-config="+config, "-log-level=debug")
 	cmd.Env = v.env()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = processAttrs()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	liveGroups.Store(cmd.Process.Pid, struct{}{})
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		cancel()
 		<-exited
+		liveGroups.Delete(cmd.Process.Pid)
 		logFile.Close()
 		if t.Failed() {
 			data, _ := os.ReadFile(logPath)

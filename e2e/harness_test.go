@@ -23,6 +23,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -59,7 +60,32 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// liveGroups holds the process groups of every Vault server and Agent still
+// running, so an interrupted run (Ctrl-C, SIGTERM) can kill them and their
+// plugin processes before exiting; t.Cleanup does not run then.
+var liveGroups sync.Map
+
+func killLiveGroupsOnSignal() {
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-signals
+		liveGroups.Range(func(pgid, _ any) bool {
+			_ = syscall.Kill(-pgid.(int), syscall.SIGKILL)
+			return true
+		})
+		os.Exit(130)
+	}()
+}
+
+// processAttrs starts a child in its own process group (so stop reaches its
+// plugin processes) that the kernel kills if this test process dies.
+func processAttrs() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
 func setUp(m *testing.M) (int, error) {
+	killLiveGroupsOnSignal()
 	wd, err := os.Getwd()
 	if err != nil {
 		return 0, err
@@ -144,20 +170,44 @@ type vaultServer struct {
 // it started, when the test ends.
 func startVault(t *testing.T) *vaultServer {
 	t.Helper()
-	v := newVaultServer(t, freePort(t))
-	configPath := filepath.Join(v.dir, "extra.hcl")
-	writeFile(t, configPath, fmt.Sprintf("plugin_directory = %q\n", pluginDir))
-	v.token = rootToken
-	v.args = []string{"server", "-dev",
-		"-dev-root-token-id=" + rootToken,
-		"-dev-listen-address=" + strings.TrimPrefix(v.addr, "http://"),
-		"-dev-no-store-token",
-		"-config=" + configPath,
-		"-log-level=trace",
+	for attempt := 1; ; attempt++ {
+		// Dev mode also listens on the API port + 1 for cluster traffic.
+		v := newVaultServer(t, freePortPair(t))
+		configPath := filepath.Join(v.dir, "extra.hcl")
+		writeFile(t, configPath, fmt.Sprintf("plugin_directory = %q\n", pluginDir))
+		v.token = rootToken
+		v.args = []string{"server", "-dev",
+			"-dev-root-token-id=" + rootToken,
+			"-dev-listen-address=" + strings.TrimPrefix(v.addr, "http://"),
+			"-dev-no-store-token",
+			"-config=" + configPath,
+			"-log-level=trace",
+		}
+		v.start()
+		if !v.lostPortRace() || attempt == 3 {
+			v.waitHealth(http.StatusOK)
+			return v
+		}
+		t.Logf("vault could not bind %s (taken meanwhile); retrying on other ports", v.addr)
 	}
-	v.start()
-	v.waitHealth(http.StatusOK)
-	return v
+}
+
+// lostPortRace waits until the server answers or exits, and reports
+// whether it exited because its address was taken since freePort chose it.
+func (v *vaultServer) lostPortRace() bool {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-v.done:
+			return strings.Contains(v.log(), "address already in use")
+		default:
+		}
+		if v.health() != 0 {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
 }
 
 func newVaultServer(t *testing.T, port int) *vaultServer {
@@ -183,10 +233,11 @@ func (v *vaultServer) start() {
 	v.cmd = exec.Command(vaultBin, v.args...)
 	v.cmd.Env = v.env()
 	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	v.cmd.SysProcAttr = processAttrs()
 	if err := v.cmd.Start(); err != nil {
 		v.t.Fatal(err)
 	}
+	liveGroups.Store(v.cmd.Process.Pid, struct{}{})
 	done := make(chan struct{})
 	v.done = done
 	cmd := v.cmd
@@ -259,6 +310,7 @@ func (v *vaultServer) stop() {
 	}
 	// Plugin processes may outlive vault by a moment.
 	_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+	liveGroups.Delete(v.cmd.Process.Pid)
 	if v.t.Failed() {
 		v.t.Logf("vault server %s log (tail):\n%s", v.addr, v.logTail())
 	}
@@ -467,14 +519,54 @@ func atoi(s string) int {
 	return n
 }
 
+// handedOut remembers every port given to a test, so parallel tests never
+// get the same one even after its probe listener is closed.
+var handedOut sync.Map
+
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freePorts(t, 1)
+}
+
+// freePortPair returns p such that p and p+1 are free.
+func freePortPair(t *testing.T) int {
+	t.Helper()
+	return freePorts(t, 2)
+}
+
+func freePorts(t *testing.T, n int) int {
+	t.Helper()
+	for range 100 {
+		first, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := first.Addr().(*net.TCPAddr).Port
+		held := []net.Listener{first}
+		ok := true
+		for i := 0; i < n && ok; i++ {
+			if _, taken := handedOut.Load(port + i); taken {
+				ok = false
+			} else if i > 0 {
+				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+i))
+				ok = err == nil
+				if ok {
+					held = append(held, l)
+				}
+			}
+		}
+		for _, l := range held {
+			l.Close()
+		}
+		if ok {
+			for i := range n {
+				handedOut.Store(port+i, struct{}{})
+			}
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no %d consecutive free ports found", n)
+	return 0
 }
 
 func writeFile(t *testing.T, path, content string) {

@@ -8,7 +8,7 @@
 # a fresh clone reuses it), built on first use.
 set -euo pipefail
 
-MIN_VAULT_VERSION=${MIN_VAULT_VERSION:-1.15.0}
+MIN_VAULT_VERSION=${MIN_VAULT_VERSION:-1.16.0}
 VAULT_BUILD_VERSION=${VAULT_BUILD_VERSION:-1.21.0}
 VAULT_CACHE_DIR=${VAULT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-secrets-manus}
 cached_bin="$VAULT_CACHE_DIR/vault-$VAULT_BUILD_VERSION/vault"
