@@ -314,3 +314,8 @@ func rawEchoServer(t *testing.T) string {
 	}()
 	return "http://" + l.Addr().String()
 }
+
+// seed puts tok in the cache as if it had been minted.
+func (c *tokenCache) seed(tok *accessToken) {
+	c.current.Store(tok)
+}

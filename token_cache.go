@@ -370,11 +370,6 @@ func (c *tokenCache) snapshot() cacheState {
 	return st
 }
 
-// seed installs a token minted elsewhere (by config verification).
-func (c *tokenCache) seed(tok *accessToken) {
-	c.current.Store(tok)
-}
-
 // restore installs a token read back from storage, unless the cache
 // already holds one that lives as long.
 func (c *tokenCache) restore(tok *accessToken) bool {
