@@ -201,11 +201,11 @@ func (b *backend) restoreStoredToken(ctx context.Context, s logical.Storage, c *
 	case err != nil:
 		b.Logger().Warn("could not read the persisted token; the next read mints a new one", "error", err)
 	case st == nil || st.ConfigGeneration != cfg.Generation:
-	case st.token().leaseTTL(b.clock().Add(responseSlack)) == 0:
+	case !st.token().servableAt(b.clock()):
 		b.Logger().Debug("the persisted token is too close to expiry to reuse")
 	default:
-		if c.restore(st.token()) {
-			c.logger.Info("reusing the persisted Manus access token", "expires_at", st.ExpiresAt.UTC().Format(time.RFC3339))
+		if tok := st.token(); c.restore(tok) {
+			c.logger.Info("reusing the persisted Manus access token", "expires_at", tok.expiresAtText())
 		}
 	}
 }

@@ -50,16 +50,11 @@ func sleepContext(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// tokenAttempter makes a single token request; *manusClient in production.
-type tokenAttempter interface {
-	mintToken(ctx context.Context) (*accessToken, error)
-}
-
 // minter mints a token for the cache: it retries transient failures, logs
 // each mint and failure, and counts them. It never logs a token or secret.
 type minter struct {
-	client   tokenAttempter
-	clientID string // as safe to log
+	client   tokenMinter // one attempt
+	clientID string      // as safe to log
 	logger   hclog.Logger
 	stats    *mountStats
 	policy   retryPolicy
@@ -75,7 +70,7 @@ func (m *minter) mintToken(ctx context.Context) (*accessToken, error) {
 		if err == nil {
 			m.stats.mints.Add(1)
 			m.logger.Info("minted a Manus access token", "client_id", m.clientID,
-				"expires_at", tok.ExpiresAt.UTC().Format(time.RFC3339), "lifetime", tok.lifetime().String(),
+				"expires_at", tok.expiresAtText(), "lifetime", tok.lifetime().String(),
 				"attempts", attempt, "took", since(started))
 			return tok, nil
 		}

@@ -73,6 +73,12 @@ func (t *accessToken) refreshThreshold(configured time.Duration) time.Duration {
 	return min(configured, t.lifetime()/2)
 }
 
+// servableAt reports whether a response built at now (or up to
+// responseSlack later) can still give the token a lease of a second.
+func (t *accessToken) servableAt(now time.Time) bool {
+	return t.leaseTTL(now.Add(responseSlack)) > 0
+}
+
 // minServableLife is the least remaining life that still gives a lease of
 // a second (leaseTTL > 0) to a response built up to responseSlack later.
 func (t *accessToken) minServableLife() time.Duration {
@@ -91,7 +97,8 @@ func (t *accessToken) isFresh(now time.Time, configuredThreshold time.Duration) 
 	return now.Before(t.refreshAt(configuredThreshold))
 }
 
-// tokenMinter is the upstream side of the cache: a mint with retries.
+// tokenMinter makes a token: one request (*manusClient) or a mint with
+// retries (*minter, the cache's upstream side).
 type tokenMinter interface {
 	mintToken(ctx context.Context) (*accessToken, error)
 }
@@ -160,12 +167,6 @@ type tokenCacheOptions struct {
 
 func newTokenCache(minter tokenMinter, clock func() time.Time, opts tokenCacheOptions) *tokenCache {
 	ctx, stop := context.WithCancel(context.Background())
-	if opts.stats == nil {
-		opts.stats = &mountStats{}
-	}
-	if opts.logger == nil {
-		opts.logger = hclog.NewNullLogger()
-	}
 	return &tokenCache{
 		minter:           minter,
 		clock:            clock,
@@ -198,7 +199,7 @@ func (c *tokenCache) token(ctx context.Context) (tok *accessToken, warning strin
 	if stale := c.servable(); stale != nil {
 		c.stats.staleServes.Add(1)
 		c.logger.Warn("serving the cached token after a failed refresh", append(failureFields(err),
-			"expires_at", stale.ExpiresAt.UTC().Format(time.RFC3339))...)
+			"expires_at", stale.expiresAtText())...)
 		return stale, staleWarning(err, stale), nil
 	}
 	return nil, "", err
@@ -217,7 +218,7 @@ func (c *tokenCache) fresh() *accessToken {
 // second or more, else nil.
 func (c *tokenCache) servable() *accessToken {
 	tok := c.current.Load()
-	if tok != nil && tok.leaseTTL(c.clock().Add(responseSlack)) > 0 {
+	if tok != nil && tok.servableAt(c.clock()) {
 		return tok
 	}
 	return nil
@@ -418,5 +419,5 @@ func (e *mintInProgressError) Error() string {
 
 func staleWarning(err error, tok *accessToken) string {
 	return fmt.Sprintf("refreshing the Manus token failed, so this is the cached token, valid until %s; its lease is shortened to match. Cause: %v",
-		tok.ExpiresAt.UTC().Format(time.RFC3339), err)
+		tok.expiresAtText(), err)
 }
