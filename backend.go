@@ -69,6 +69,12 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func (b *backend) setup(ctx context.Context, conf *logical.BackendConfig) error {
+	if conf.System != nil {
+		// A copy, so the caller's config keeps the system view it passed.
+		withCache := *conf
+		withCache.System = newReplicationStateCache(conf.System, b.clock)
+		conf = &withCache
+	}
 	if err := b.Setup(ctx, conf); err != nil {
 		return err
 	}

@@ -82,6 +82,8 @@ type testEnv struct {
 	manus   *standin.Server
 	baseURL string
 	logs    *syncBuffer
+	// system, when set, is the system view Vault gives the next backend.
+	system logical.SystemView
 }
 
 func newTestEnv(t testing.TB) *testEnv {
@@ -127,6 +129,9 @@ func (e *testEnv) newBackend() *backend {
 	conf := logical.TestBackendConfig()
 	conf.StorageView = e.storage
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: e.logs})
+	if e.system != nil {
+		conf.System = e.system
+	}
 	if err := b.setup(context.Background(), conf); err != nil {
 		e.t.Fatal(err)
 	}

@@ -79,13 +79,16 @@ func main() {
 }
 
 type pathResult struct {
-	Path          string    `json:"path"`
-	ReadsPerSec   float64   `json:"reads_per_sec"`
-	P50Micros     float64   `json:"p50_us"`
-	P99Micros     float64   `json:"p99_us"`
-	Errors        int       `json:"errors"`
-	FirstOverThis float64   `json:"first_path_throughput_over_this,omitempty"`
-	RoundsPerSec  []float64 `json:"rounds_reads_per_sec"`
+	Path          string  `json:"path"`
+	ReadsPerSec   float64 `json:"reads_per_sec"`
+	P50Micros     float64 `json:"p50_us"`
+	P99Micros     float64 `json:"p99_us"`
+	Errors        int     `json:"errors"`
+	FirstOverThis float64 `json:"first_path_throughput_over_this,omitempty"`
+	// FirstOverThisByRound compares paths measured seconds apart, so it
+	// shows whether a ratio holds in every round or only in the medians.
+	FirstOverThisByRound []float64 `json:"first_path_throughput_over_this_by_round,omitempty"`
+	RoundsPerSec         []float64 `json:"rounds_reads_per_sec"`
 }
 
 // measurePaths runs the rounds, each over every path in turn, so slow drift
@@ -114,8 +117,12 @@ func measurePaths(client *http.Client, o options) []pathResult {
 		out = append(out, res)
 	}
 	for i := range out {
-		if i > 0 && out[i].ReadsPerSec > 0 {
-			out[i].FirstOverThis = out[0].ReadsPerSec / out[i].ReadsPerSec
+		if i == 0 || out[i].ReadsPerSec == 0 {
+			continue
+		}
+		out[i].FirstOverThis = out[0].ReadsPerSec / out[i].ReadsPerSec
+		for round, rps := range out[i].RoundsPerSec {
+			out[i].FirstOverThisByRound = append(out[i].FirstOverThisByRound, out[0].RoundsPerSec[round]/rps)
 		}
 	}
 	return out
@@ -236,18 +243,27 @@ func peakRSS(name string) int {
 
 func printTable(report map[string]any, results []pathResult) {
 	fmt.Printf("concurrency %v, %v per path and round, %v rounds (medians)\n\n", report["concurrency"], report["duration"], report["rounds"])
-	fmt.Printf("%-24s %10s %10s %10s %8s %12s\n", "path", "reads/s", "p50 (us)", "p99 (us)", "errors", "first/this")
+	fmt.Printf("%-24s %10s %10s %10s %8s %12s  %s\n", "path", "reads/s", "p50 (us)", "p99 (us)", "errors", "first/this", "first/this by round")
 	for i, r := range results {
-		vs := "-"
+		vs, byRound := "-", "-"
 		if i > 0 {
 			vs = fmt.Sprintf("%.2f", r.FirstOverThis)
+			byRound = formatRatios(r.FirstOverThisByRound)
 		}
-		fmt.Printf("%-24s %10.0f %10.0f %10.0f %8d %12s\n", r.Path, r.ReadsPerSec, r.P50Micros, r.P99Micros, r.Errors, vs)
+		fmt.Printf("%-24s %10.0f %10.0f %10.0f %8d %12s  %s\n", r.Path, r.ReadsPerSec, r.P50Micros, r.P99Micros, r.Errors, vs, byRound)
 	}
 	if cs, ok := report["cold_start"].(coldStart); ok {
 		fmt.Printf("\ncold start (enable -> first token): median %.0f ms over %d runs\n", cs.MedianMillis, len(cs.Millis))
 	}
 	fmt.Printf("plugin peak RSS: %.1f MiB\n", float64(report["plugin_peak_rss_kib"].(int))/1024)
+}
+
+func formatRatios(ratios []float64) string {
+	parts := make([]string, len(ratios))
+	for i, r := range ratios {
+		parts[i] = fmt.Sprintf("%.2f", r)
+	}
+	return strings.Join(parts, " ")
 }
 
 func percentile(sorted []time.Duration, q float64) time.Duration {

@@ -1,0 +1,129 @@
+package manus
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// countingSystemView stands for Vault's side of the plugin connection and
+// counts the replication-state questions that would each be a gRPC call.
+type countingSystemView struct {
+	*logical.StaticSystemView
+	mu    sync.Mutex
+	state consts.ReplicationState
+	calls int
+}
+
+func (v *countingSystemView) ReplicationState() consts.ReplicationState {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.calls++
+	return v.state
+}
+
+func (v *countingSystemView) setState(s consts.ReplicationState) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.state = s
+}
+
+func (v *countingSystemView) callCount() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.calls
+}
+
+func newCountingSystemView() *countingSystemView {
+	return &countingSystemView{StaticSystemView: &logical.StaticSystemView{
+		DefaultLeaseTTLVal: 768 * time.Hour,
+		MaxLeaseTTLVal:     768 * time.Hour,
+	}}
+}
+
+// withSystemView swaps the env's backend for one Vault set up with sys.
+func (e *testEnv) withSystemView(sys logical.SystemView) {
+	e.t.Helper()
+	old := e.b
+	e.system = sys
+	e.b = e.newBackend()
+	old.Clean(context.Background())
+}
+
+func TestTokenReadsAskVaultForReplicationStateAtMostOncePerSecond(t *testing.T) {
+	e := newTestEnv(t)
+	sys := newCountingSystemView()
+	e.withSystemView(sys)
+	e.configure(nil)
+	e.readToken()
+	before := sys.callCount()
+	if before == 0 {
+		t.Fatal("the framework never asked for the replication state: the cache is untested")
+	}
+
+	e.concurrentReads(200)
+	for range 100 {
+		e.readToken()
+	}
+	if got := sys.callCount(); got != before {
+		t.Fatalf("300 reads within a second asked Vault %d more times, want 0", got-before)
+	}
+
+	e.clock.Advance(replicationStateMaxAge)
+	e.readToken()
+	if got := sys.callCount(); got != before+1 {
+		t.Fatalf("a read after %s asked Vault %d more times, want 1", replicationStateMaxAge, got-before)
+	}
+}
+
+func TestReplicationStateCacheFollowsVaultWithinMaxAge(t *testing.T) {
+	clock := newTestClock()
+	sys := newCountingSystemView()
+	view := newReplicationStateCache(sys, clock.Now)
+
+	if got := view.ReplicationState(); got != sys.state {
+		t.Fatalf("first answer %v, want Vault's %v", got, sys.state)
+	}
+	sys.setState(consts.ReplicationPerformanceStandby)
+	clock.Advance(replicationStateMaxAge - time.Millisecond)
+	if got := view.ReplicationState(); got.HasState(consts.ReplicationPerformanceStandby) {
+		t.Fatal("answer refreshed before the max age")
+	}
+	clock.Advance(time.Millisecond)
+	if got := view.ReplicationState(); !got.HasState(consts.ReplicationPerformanceStandby) {
+		t.Fatalf("answer %v after the max age, want Vault's new performance-standby state", got)
+	}
+
+	// A clock that steps back must not pin an old answer.
+	sys.setState(0)
+	clock.Advance(-time.Hour)
+	if got := view.ReplicationState(); got.HasState(consts.ReplicationPerformanceStandby) {
+		t.Fatal("after the clock stepped back the cache kept its old answer")
+	}
+
+	// Everything else is Vault's answer, untouched.
+	if got := view.MaxLeaseTTL(); got != 768*time.Hour {
+		t.Fatalf("MaxLeaseTTL = %s, want Vault's 768h", got)
+	}
+}
+
+func TestSetupLeavesTheCallersSystemViewAlone(t *testing.T) {
+	sys := newCountingSystemView()
+	conf := logical.TestBackendConfig()
+	conf.System = sys
+	b := newBackend(time.Now)
+	if err := b.setup(context.Background(), conf); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Clean(context.Background())
+	if conf.System != sys {
+		t.Fatal("setup replaced the system view in the caller's config")
+	}
+	if _, ok := b.System().(*replicationStateCache); !ok {
+		t.Fatalf("backend system view is %T, want the replication-state cache", b.System())
+	}
+}
