@@ -23,6 +23,9 @@ const replicationStateMaxAge = time.Second
 // plugin that question is a gRPC call back into Vault in the middle of every
 // token read: the profile in BENCHMARKS.md put it at 14 % of the plugin's
 // CPU and a second round trip per read. Every other method goes to Vault.
+// The system view an external plugin receives implements nothing beyond
+// logical.SystemView (no entropy.Sourcer, no ExtendedSystemView), so
+// wrapping it hides no optional interface from the framework.
 type replicationStateCache struct {
 	logical.SystemView
 	clock  func() time.Time

@@ -83,10 +83,11 @@ func TestTokenReadsAskVaultForReplicationStateAtMostOncePerSecond(t *testing.T) 
 func TestReplicationStateCacheFollowsVaultWithinMaxAge(t *testing.T) {
 	clock := newTestClock()
 	sys := newCountingSystemView()
+	sys.setState(consts.ReplicationPerformancePrimary)
 	view := newReplicationStateCache(sys, clock.Now)
 
-	if got := view.ReplicationState(); got != sys.state {
-		t.Fatalf("first answer %v, want Vault's %v", got, sys.state)
+	if got := view.ReplicationState(); got != consts.ReplicationPerformancePrimary {
+		t.Fatalf("first answer %v, want Vault's performance-primary state", got)
 	}
 	sys.setState(consts.ReplicationPerformanceStandby)
 	clock.Advance(replicationStateMaxAge - time.Millisecond)

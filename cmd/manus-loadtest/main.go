@@ -72,7 +72,7 @@ func main() {
 	}
 	report["plugin_peak_rss_kib"] = peakRSS(o.pluginName)
 	if o.jsonOut {
-		_ = json.NewEncoder(os.Stdout).Encode(report)
+		must(json.NewEncoder(os.Stdout).Encode(report))
 		return
 	}
 	printTable(report, results)
@@ -122,7 +122,11 @@ func measurePaths(client *http.Client, o options) []pathResult {
 		}
 		out[i].FirstOverThis = out[0].ReadsPerSec / out[i].ReadsPerSec
 		for round, rps := range out[i].RoundsPerSec {
-			out[i].FirstOverThisByRound = append(out[i].FirstOverThisByRound, out[0].RoundsPerSec[round]/rps)
+			ratio := 0.0 // a round with no successful read has no ratio
+			if rps > 0 {
+				ratio = out[0].RoundsPerSec[round] / rps
+			}
+			out[i].FirstOverThisByRound = append(out[i].FirstOverThisByRound, ratio)
 		}
 	}
 	return out
