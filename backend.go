@@ -203,16 +203,20 @@ func (b *backend) mountLogger(mount string) hclog.Logger {
 // not the read.
 func (b *backend) restoreStoredToken(ctx context.Context, s logical.Storage, c *tokenCache, cfg *manusConfig) {
 	st, err := readStoredToken(ctx, s)
-	switch {
-	case err != nil:
+	if err != nil {
 		b.Logger().Warn("could not read the persisted token; the next read mints a new one", "error", err)
-	case st == nil || st.ConfigGeneration != cfg.Generation:
-	case !st.token().servableAt(b.clock()):
+		return
+	}
+	if st == nil || st.ConfigGeneration != cfg.Generation {
+		return
+	}
+	tok := st.token()
+	if !tok.servableAt(b.clock()) {
 		b.Logger().Debug("the persisted token is too close to expiry to reuse")
-	default:
-		if tok := st.token(); c.restore(tok) {
-			c.logger.Info("reusing the persisted Manus access token", "expires_at", tok.expiresAtText())
-		}
+		return
+	}
+	if c.restore(tok) {
+		c.logger.Info("reusing the persisted Manus access token", "expires_at", tok.expiresAtText())
 	}
 }
 

@@ -134,12 +134,7 @@ func (c *manusClient) mintToken(ctx context.Context) (*accessToken, error) {
 	defer cancel()
 
 	exchange := &recordedExchange{base: c.transport, limit: maxTokenResponseBytes}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{
-		Transport: exchange,
-		// A redirect would re-send the form, secret included, to wherever
-		// it points. The token endpoint has no reason to redirect.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	})
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Transport: exchange, CheckRedirect: refuseRedirects})
 
 	sentAt := c.clock()
 	tok, err := c.oauth.Token(ctx)
@@ -247,6 +242,11 @@ func connectionReason(err error) string {
 	return truncate(err.Error(), 300)
 }
 
+// refuseRedirects makes a client return a redirect instead of following it:
+// following would re-send the token form (secret included) or the bearer
+// token to wherever it points, and neither endpoint has reason to redirect.
+func refuseRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // probeResult is what the status probe learned from the users endpoint:
 // never any of the response body beyond its error code.
 type probeResult struct {
@@ -255,6 +255,9 @@ type probeResult struct {
 	roundTrip  time.Duration
 	err        error
 }
+
+// accepted reports whether the users API took the token.
+func (r probeResult) accepted() bool { return r.httpStatus >= 200 && r.httpStatus < 300 }
 
 // probeUsers calls GET /api/user/manage/v1/users?limit=1 with token, to
 // prove the credential end to end.
@@ -268,10 +271,7 @@ func (c *manusClient) probeUsers(ctx context.Context, token string) probeResult 
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
-	client := &http.Client{
-		Transport:     c.transport,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	client := &http.Client{Transport: c.transport, CheckRedirect: refuseRedirects}
 	started := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {

@@ -131,7 +131,7 @@ func addCacheStatus(status map[string]any, st cacheState, now time.Time) {
 	}
 	status["token_minted_at"] = formatTime(st.token.MintedAt)
 	status["token_expires_at"] = formatTime(st.token.ExpiresAt)
-	status["token_expires_in"] = max(int64(st.token.ExpiresAt.Sub(now)/time.Second), 0)
+	status["token_expires_in"] = st.token.expiresIn(now)
 	status["token_lease_ttl"] = int64(st.leaseTTL / time.Second)
 	status["token_refresh_at"] = formatTime(st.refreshAt)
 }
@@ -153,20 +153,18 @@ func (b *backend) probe(ctx context.Context, cache *tokenCache, status map[strin
 	}
 	status["probe_http_status"] = result.httpStatus
 	status["probe_manus_code"] = result.code
-	status["probe_ok"] = result.httpStatus >= 200 && result.httpStatus < 300
+	status["probe_ok"] = result.accepted()
 	logProbe(cache, result)
 }
 
 func logProbe(cache *tokenCache, result probeResult) {
 	fields := []any{"http_status", result.httpStatus, "manus_code", result.code, "round_trip", result.roundTrip.Round(time.Millisecond).String()}
-	if result.httpStatus >= 200 && result.httpStatus < 300 {
+	if result.accepted() {
 		cache.logger.Info("status probe: the users API accepted the token", fields...)
 		return
 	}
 	cache.logger.Warn("status probe: the users API refused the token", fields...)
 }
-
-func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 const statusHelp = `
 Shows, for operators, what the plugin thinks is going on with this mount. It

@@ -108,7 +108,7 @@ func tokenResponse(tok *accessToken, now time.Time, ttl time.Duration) *logical.
 			"access_token": tok.AccessToken,
 			"token_type":   "Bearer",
 			"expires_at":   tok.expiresAtText(),
-			"expires_in":   int64(tok.ExpiresAt.Sub(now) / time.Second),
+			"expires_in":   tok.expiresIn(now),
 		},
 	}
 }

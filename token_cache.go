@@ -41,9 +41,18 @@ func (t *accessToken) expiresAtText() string {
 	if s := t.expiresAtRFC3339.Load(); s != nil {
 		return *s
 	}
-	s := t.ExpiresAt.UTC().Format(time.RFC3339)
+	s := formatTime(t.ExpiresAt)
 	t.expiresAtRFC3339.Store(&s)
 	return s
+}
+
+// formatTime is how the plugin shows an instant: RFC 3339 in UTC.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// expiresIn is the whole seconds of life the token has left at now, never
+// negative.
+func (t *accessToken) expiresIn(now time.Time) int64 {
+	return max(int64(t.ExpiresAt.Sub(now)/time.Second), 0)
 }
 
 func (t *accessToken) lifetime() time.Duration { return t.ExpiresAt.Sub(t.MintedAt) }
@@ -319,7 +328,7 @@ func (c *tokenCache) recordFailureLocked(err error) {
 	c.lastErr, c.lastErrAt = err, now
 	c.retryAt = now.Add(failureBackoff(c.failures, retryAfterOf(err)))
 	c.logger.Warn("failure back-off: reads will not ask Manus for a token until it ends",
-		"until", c.retryAt.UTC().Format(time.RFC3339), "window", c.retryAt.Sub(now).String(), "failed_mints", c.failures)
+		"until", formatTime(c.retryAt), "window", c.retryAt.Sub(now).String(), "failed_mints", c.failures)
 }
 
 // failureBackoff is the window after the nth consecutive failed mint:
@@ -402,7 +411,7 @@ type backoffError struct {
 
 func (e *backoffError) Error() string {
 	return fmt.Sprintf("%v (after %d failed token requests in a row the plugin waits until %s before asking Manus again)",
-		e.last, e.failures, e.until.UTC().Format(time.RFC3339))
+		e.last, e.failures, formatTime(e.until))
 }
 
 func (e *backoffError) Unwrap() error { return e.last }

@@ -25,7 +25,7 @@ work_dir="$PWD/.dev/bench"
 source scripts/lib.sh
 
 client_id=tm_bench_client
-client_secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+client_secret=$(random_secret)
 vault_bin=$(scripts/ensure-vault.sh)
 rm -rf "$work_dir"
 build_binaries
@@ -37,9 +37,7 @@ start_standin "$client_id" "$client_secret" > "$work_dir/standin.log"
 start_dev_vault
 
 register_plugin -env="MANUS_PLUGIN_PPROF_ADDR=$pprof_addr"
-"$vault_bin" secrets enable -path=manus "$plugin_name"
-"$vault_bin" write manus/config client_id="$client_id" client_secret="$client_secret" \
-	base_url="http://127.0.0.1:$STANDIN_PORT"
+mount_manus "$client_id" "$client_secret"
 "$vault_bin" kv put -mount=secret bench value=0123456789abcdef0123456789abcdef >/dev/null
 "$vault_bin" plugin register -sha256="$(sha256_of "$work_dir/plugins/vault-plugin-secrets-kv")" secret vault-plugin-secrets-kv
 "$vault_bin" secrets enable -path=kv-ext vault-plugin-secrets-kv

@@ -12,7 +12,7 @@ work_dir="$PWD/.dev"
 source scripts/lib.sh
 
 client_id=tm_dev_standin_client
-client_secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+client_secret=$(random_secret)
 vault_bin=$(scripts/ensure-vault.sh)
 rm -rf "$work_dir"
 build_binaries
@@ -21,9 +21,7 @@ start_standin "$client_id" "$client_secret"
 start_dev_vault
 
 register_plugin
-"$vault_bin" secrets enable -path=manus "$plugin_name"
-"$vault_bin" write manus/config client_id="$client_id" client_secret="$client_secret" \
-	base_url="http://127.0.0.1:$STANDIN_PORT"
+mount_manus "$client_id" "$client_secret"
 
 cat <<EOT
 

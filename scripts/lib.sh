@@ -64,6 +64,19 @@ sha256_of() {
 	fi
 }
 
+# random_secret prints a fresh client secret for the stand-in.
+random_secret() {
+	head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'
+}
+
+# mount_manus CLIENT_ID CLIENT_SECRET mounts the registered plugin at manus/
+# and configures it against the stand-in.
+mount_manus() {
+	"$vault_bin" secrets enable -path=manus "$plugin_name"
+	"$vault_bin" write manus/config client_id="$1" client_secret="$2" \
+		base_url="http://127.0.0.1:$STANDIN_PORT"
+}
+
 # register_plugin [extra `vault plugin register` flags]
 register_plugin() {
 	"$vault_bin" plugin register -sha256="$(sha256_of "$work_dir/plugins/$plugin_name")" \
