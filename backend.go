@@ -30,7 +30,8 @@ var errNotConfigured = errors.New("this mount has no Manus credentials yet: writ
 type backend struct {
 	*framework.Backend
 
-	// clock is time.Now outside tests.
+	// clock is wallClock outside tests: every instant the plugin keeps or
+	// compares is a wall-clock reading.
 	clock func() time.Time
 	// retry bounds each mint's retries; tests shorten its delays.
 	retry retryPolicy
@@ -61,12 +62,21 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	if conf == nil {
 		return nil, errors.New("configuration passed into backend is nil")
 	}
-	b := newBackend(time.Now)
+	b := newBackend(wallClock)
 	if err := b.setup(ctx, conf); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
+
+// wallClock is time.Now without Go's monotonic clock reading. Manus judges a
+// token's expiry by its own wall clock, while the monotonic clock stops when
+// the host is suspended or the VM paused (package time, "Monotonic Clocks"):
+// an expiry kept as a monotonic reading would survive such a pause and the
+// plugin would serve an expired token as fresh. Stripping the reading at the
+// source makes every comparison a wall-clock one, as it already is for a
+// token restored from storage.
+func wallClock() time.Time { return time.Now().Round(0) }
 
 func (b *backend) setup(ctx context.Context, conf *logical.BackendConfig) error {
 	if conf.System != nil {
@@ -109,7 +119,7 @@ func newBackend(clock func() time.Time) *backend {
 func (b *backend) invalidate(ctx context.Context, key string) {
 	switch key {
 	case configStorageKey:
-		b.replaceTokenCache(nil)
+		b.replaceTokenCache(nil, errMountReconfigured)
 	case tokenStorageKey:
 		b.reloadStoredToken(ctx)
 	}
@@ -131,19 +141,20 @@ func (b *backend) reloadStoredToken(ctx context.Context) {
 
 // clean runs when the mount is unmounted or the plugin reloaded.
 func (b *backend) clean(_ context.Context) {
-	b.replaceTokenCache(nil)
+	b.replaceTokenCache(nil, errPluginStopped)
 }
 
-// replaceTokenCache installs c (nil to drop the cache) and closes the old one.
-func (b *backend) replaceTokenCache(c *tokenCache) {
+// replaceTokenCache installs c (nil to drop the cache) and closes the old
+// one, telling readers waiting on its mint why.
+func (b *backend) replaceTokenCache(c *tokenCache, why *cacheClosedError) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.swapTokenCacheLocked(c)
+	b.swapTokenCacheLocked(c, why)
 }
 
-func (b *backend) swapTokenCacheLocked(c *tokenCache) {
+func (b *backend) swapTokenCacheLocked(c *tokenCache, why *cacheClosedError) {
 	if old := b.tokens.Swap(c); old != nil {
-		old.close()
+		old.close(why)
 	}
 }
 
@@ -176,11 +187,11 @@ func (b *backend) tokenCache(ctx context.Context, req *logical.Request) (*tokenC
 // newTokenCacheFor builds a cache for cfg. Its log lines name the mount, as
 // one plugin process serves every mount.
 func (b *backend) newTokenCacheFor(cfg *manusConfig, mount string) (*tokenCache, error) {
-	client, err := newManusClient(cfg, b.clock)
+	logger := b.mountLogger(mount)
+	client, err := newManusClient(cfg, b.clock, logger)
 	if err != nil {
 		return nil, err
 	}
-	logger := b.mountLogger(mount)
 	m := &minter{client: client, clientID: cfg.loggableClientID(), logger: logger, stats: &b.stats, policy: b.retry, clock: b.clock}
 	c := newTokenCache(m, b.clock, tokenCacheOptions{
 		refreshThreshold: cfg.RefreshThreshold,

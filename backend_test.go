@@ -300,7 +300,7 @@ func TestFactoryRejectsNilConfig(t *testing.T) {
 }
 
 func TestStorageIsSealWrapped(t *testing.T) {
-	b := newBackend(time.Now)
+	b := newBackend(wallClock)
 	got := b.SpecialPaths().SealWrapStorage
 	if len(got) != 2 || got[0] != configStorageKey || got[1] != tokenStorageKey {
 		t.Fatalf("SealWrapStorage = %q, want config and token", got)
@@ -380,5 +380,71 @@ func TestCleanDropsCachedToken(t *testing.T) {
 	e.b.Clean(context.Background())
 	if e.b.tokens.Load() != nil {
 		t.Fatal("Clean kept the token cache")
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after five seconds.
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for a condition")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// hasMonotonicReading reports whether t carries Go's monotonic clock
+// reading, which time.Time.String shows as "m=±...".
+func hasMonotonicReading(t time.Time) bool { return strings.Contains(t.String(), " m=") }
+
+// TestMintedTokenFollowsTheWallClock: the backend Vault builds (Factory, real
+// clock) keeps a freshly minted token's instants as wall-clock readings
+// only, as it does a token restored from storage. A monotonic reading would
+// survive a host suspend or VM pause and keep an expired token "fresh".
+// And what a reader is told agrees with itself: expires_in is expires_at
+// minus now, to the second.
+func TestMintedTokenFollowsTheWallClock(t *testing.T) {
+	if hasMonotonicReading(wallClock()) {
+		t.Fatal("wallClock returns a monotonic reading")
+	}
+	manus := standin.New()
+	manus.AddClient(testClientID, testClientSecret)
+	server := httptest.NewServer(manus)
+	defer server.Close()
+
+	storage := &logical.InmemStorage{}
+	conf := logical.TestBackendConfig()
+	conf.StorageView = storage
+	lb, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := lb.(*backend)
+	defer b.Clean(context.Background())
+	request := func(op logical.Operation, path string, data map[string]any) *logical.Response {
+		resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: op, Path: path, Data: data, Storage: storage, MountPoint: "manus/"})
+		requireOK(t, resp, err)
+		return resp
+	}
+	request(logical.CreateOperation, "config", map[string]any{"client_id": testClientID, "client_secret": testClientSecret, "base_url": server.URL})
+
+	tok := b.tokens.Load().current.Load()
+	if tok == nil || hasMonotonicReading(tok.MintedAt) || hasMonotonicReading(tok.ExpiresAt) {
+		t.Fatalf("the minted token keeps a monotonic reading: minted %s, expires %s", tok.MintedAt, tok.ExpiresAt)
+	}
+	for range 3 {
+		resp := request(logical.ReadOperation, "token", nil)
+		now := time.Now()
+		expiresAt, err := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gap := expiresAt.Sub(now) - time.Duration(resp.Data["expires_in"].(int64))*time.Second
+		if gap < -time.Second || gap > time.Second {
+			t.Fatalf("expires_in %v disagrees with expires_at %s at %s by %s", resp.Data["expires_in"], expiresAt, now, gap)
+		}
+		time.Sleep(600 * time.Millisecond)
 	}
 }

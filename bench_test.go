@@ -3,7 +3,6 @@ package manus
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -14,7 +13,7 @@ import (
 
 func benchEnv(b *testing.B) (*testEnv, *logical.Request) {
 	e := newTestEnv(b)
-	e.b.clock = time.Now // the test clock's mutex would be the contention measured
+	e.b.clock = wallClock // the test clock's mutex would be the contention measured
 	e.configure(nil)
 	return e, &logical.Request{Operation: logical.ReadOperation, Path: "token", Storage: e.storage, MountPoint: "manus/"}
 }
@@ -64,7 +63,7 @@ func BenchmarkTokenReadColdMint(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		e.b.replaceTokenCache(nil)
+		e.b.replaceTokenCache(nil, errMountReconfigured)
 		if _, err := e.b.HandleRequest(ctx, req); err != nil {
 			b.Fatal(err)
 		}

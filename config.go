@@ -82,12 +82,17 @@ func (c *manusConfig) validate() error {
 	switch {
 	case strings.TrimSpace(c.ClientID) == "":
 		return &fieldError{"client_id", "must be set to the Manus credential's client ID"}
-	case strings.TrimSpace(c.ClientID) != c.ClientID:
-		return &fieldError{"client_id", "must not start or end with whitespace"}
 	case c.ClientSecret == "":
 		return &fieldError{"client_secret", "must be set to the secret shown when the Manus credential was created"}
-	case strings.TrimSpace(c.ClientSecret) != c.ClientSecret:
-		return &fieldError{"client_secret", "must not start or end with whitespace (check for a pasted newline)"}
+	}
+	for _, field := range []struct{ name, value string }{
+		{"client_id", c.ClientID},
+		{"client_secret", c.ClientSecret},
+		{"base_url", c.BaseURL},
+	} {
+		if err := checkCredentialCharacters(field.name, field.value); err != nil {
+			return err
+		}
 	}
 	if err := validateBaseURL(c.BaseURL); err != nil {
 		return err

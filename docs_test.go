@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -21,7 +20,7 @@ func TestAPIDocMatchesSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	sections := splitOn(string(raw), "\n## ")
-	b := newBackend(time.Now)
+	b := newBackend(wallClock)
 	for _, p := range b.Paths {
 		section, ok := sections[p.Pattern]
 		if !ok {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -51,6 +52,7 @@ func FuzzTokenResponse(f *testing.F) {
 			attemptTimeout: 5 * time.Second,
 			transport:      replayTransport{status: status, contentType: contentType, body: body},
 			clock:          func() time.Time { return now },
+			logger:         hclog.NewNullLogger(),
 		}
 		client.oauth = (&manusConfig{ClientID: "tm_fuzz", ClientSecret: secret, BaseURL: "https://api.manus.im"}).oauthConfig()
 
@@ -87,7 +89,7 @@ func FuzzTokenResponse(f *testing.F) {
 // no error or warning ever quotes the client secret.
 func FuzzConfigWrite(f *testing.F) {
 	storage := &logical.InmemStorage{}
-	b := newBackend(time.Now)
+	b := newBackend(wallClock)
 	conf := logical.TestBackendConfig()
 	conf.StorageView = storage
 	if err := b.setup(context.Background(), conf); err != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/net/http/httpproxy"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
@@ -43,9 +44,12 @@ type manusClient struct {
 	attemptTimeout time.Duration
 	transport      http.RoundTripper
 	clock          func() time.Time
+	logger         hclog.Logger
 }
 
-func newManusClient(cfg *manusConfig, clock func() time.Time) (*manusClient, error) {
+// newManusClient builds the client for cfg; logger takes its debug notes
+// about odd but usable token responses.
+func newManusClient(cfg *manusConfig, clock func() time.Time, logger hclog.Logger) (*manusClient, error) {
 	transport, err := newTransport(cfg.CACert)
 	if err != nil {
 		return nil, err
@@ -57,6 +61,7 @@ func newManusClient(cfg *manusConfig, clock func() time.Time) (*manusClient, err
 		attemptTimeout: cfg.RequestTimeout,
 		transport:      transport,
 		clock:          clock,
+		logger:         logger,
 	}, nil
 }
 
@@ -147,18 +152,33 @@ func (c *manusClient) mintToken(ctx context.Context) (*accessToken, error) {
 // acceptToken checks a token oauth2 parsed and anchors its expiry at the time
 // the request was sent, which errs on the early side by the round trip.
 func (c *manusClient) acceptToken(tok *oauth2.Token, exchange *recordedExchange, sentAt time.Time) (*accessToken, error) {
-	if !strings.EqualFold(tok.TokenType, "Bearer") {
-		return nil, c.badResponse(exchange, fmt.Sprintf("token_type is %q, expected Bearer", truncate(tok.TokenType, 32)))
+	if err := c.checkTokenType(tok.TokenType, exchange); err != nil {
+		return nil, err
 	}
-	lifetime, err := tokenLifetime(tok, time.Now()) // oauth2 stamps Expiry with the wall clock
+	// A duration between two readings of the real clock: oauth2 stamps
+	// Expiry with time.Now when the answer arrives.
+	lifetime, err := tokenLifetime(tok, time.Now())
 	if err != nil {
 		return nil, c.badResponse(exchange, err.Error())
 	}
-	return &accessToken{
-		AccessToken: tok.AccessToken,
-		MintedAt:    sentAt,
-		ExpiresAt:   sentAt.Add(lifetime),
-	}, nil
+	return newAccessToken(tok.AccessToken, sentAt, lifetime), nil
+}
+
+// checkTokenType accepts Bearer in any letter case (RFC 6749 section 5.1:
+// the type is case insensitive) and a token_type that is missing or null.
+// The vendor page lists token_type without marking it required, and gateways
+// that drop null fields exist, so its absence is taken as Bearer, the only
+// type Manus issues. A type that is present and different (DPoP, MAC, "")
+// cannot be used as "Authorization: Bearer" and fails the mint.
+func (c *manusClient) checkTokenType(tokenType string, exchange *recordedExchange) error {
+	switch {
+	case strings.EqualFold(tokenType, "Bearer"):
+		return nil
+	case tokenType == "" && !exchange.hasField("token_type"):
+		c.logger.Debug("the token response has no token_type; taking it as Bearer")
+		return nil
+	}
+	return c.badResponse(exchange, fmt.Sprintf("token_type is %q, expected Bearer", truncate(tokenType, 32)))
 }
 
 // describeFailure turns a failed exchange into an operator-facing error.

@@ -50,7 +50,10 @@ func TestUpstreamFailuresAreExplained(t *testing.T) {
 		{"200 word expires_in", standin.Fault{Status: 200, Body: `{"access_token":"abc","token_type":"Bearer","expires_in":"soon"}`}, 0, 502, []string{"expires_in is not a whole number"}},
 		{"200 negative expires_in", standin.Fault{Status: 200, Body: `{"access_token":"abc","token_type":"Bearer","expires_in":-5}`}, 0, 502, []string{"expires_in is -5"}},
 		{"200 wrong token_type", standin.Fault{Status: 200, Body: `{"access_token":"abc","token_type":"mac","expires_in":3600}`}, 0, 502, []string{`token_type is "mac"`}},
-		{"200 missing token_type", standin.Fault{Status: 200, Body: `{"access_token":"abc","expires_in":3600}`}, 0, 502, []string{`token_type is ""`}},
+		{"200 empty token_type", standin.Fault{Status: 200, Body: `{"access_token":"abc","token_type":"","expires_in":3600}`}, 0, 502, []string{`token_type is ""`}},
+		{"200 DPoP token_type", standin.Fault{Status: 200, Body: `{"access_token":"abc","token_type":"DPoP","expires_in":3600}`}, 0, 502, []string{`token_type is "DPoP"`}},
+		{"400 RFC 6749 temporarily_unavailable", standin.Fault{Status: 400, Body: `{"error":"temporarily_unavailable","error_description":"overloaded"}`}, 0, 502, []string{"HTTP 400 TEMPORARILY_UNAVAILABLE", "Manus side"}},
+		{"400 RFC 6749 server_error", standin.Fault{Status: 400, Body: `{"error":"server_error"}`}, 0, 502, []string{"HTTP 400 SERVER_ERROR", "Manus side"}},
 		{"oversized body", standin.Fault{Status: 200, Body: big}, 0, 502, []string{"larger than 64 KiB"}},
 		{"redirect", standin.Fault{Status: 307, Body: "", Header: map[string]string{"Location": "https://elsewhere.example/token"}}, 0, 502, []string{"redirect", "HTTP 307"}},
 		{"permission denied", standin.Fault{Status: 403, Body: `{"code":"PERMISSION_DENIED","message":"team suspended"}`}, 0, 502, []string{"HTTP 403 PERMISSION_DENIED", "team suspended"}},
@@ -84,7 +87,8 @@ func TestUpstreamFailuresAreExplained(t *testing.T) {
 			if tc.wantStatus == 502 {
 				want := 1
 				if strings.Contains(tc.name, "rate limited, no body") || strings.Contains(tc.name, "internal") ||
-					strings.Contains(tc.name, "bad gateway") || strings.Contains(tc.name, "gRPC error body") {
+					strings.Contains(tc.name, "bad gateway") || strings.Contains(tc.name, "gRPC error body") ||
+					strings.Contains(tc.name, "temporarily_unavailable") || strings.Contains(tc.name, "server_error") {
 					want = testRetryPolicy.attempts
 				}
 				if got := e.manus.Requests(); got != want {

@@ -159,12 +159,12 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 	var verified *accessToken
 	if verify {
 		if verified, err = cache.mintNow(ctx); err != nil {
-			cache.close()
+			cache.close(errMountReconfigured)
 			return verificationFailure(err)
 		}
 	}
 	if resp, err := b.storeConfig(ctx, req, base, cfg, cache); resp != nil || err != nil {
-		cache.close()
+		cache.close(errMountReconfigured)
 		return resp, err
 	}
 	// The verified token becomes the cached one; persist it only now that
@@ -192,7 +192,7 @@ func (b *backend) storeConfig(ctx context.Context, req *logical.Request, base, c
 		return nil, err
 	}
 	b.forgetStoredToken(ctx, req.Storage)
-	b.swapTokenCacheLocked(cache)
+	b.swapTokenCacheLocked(cache, errMountReconfigured)
 	return nil, nil
 }
 
@@ -244,7 +244,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 		return nil, fmt.Errorf("deleting config: %w", err)
 	}
 	b.forgetStoredToken(ctx, req.Storage)
-	b.swapTokenCacheLocked(nil)
+	b.swapTokenCacheLocked(nil, errConfigDeleted)
 	b.mountLogger(req.MountPoint).Info("config deleted; cached token dropped")
 	return nil, nil
 }

@@ -93,11 +93,30 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, data
 	if err != nil {
 		return nil, err
 	}
-	addCacheStatus(status, cache.snapshot(), b.clock())
+	st := cache.snapshot()
+	st.leaseTTL = b.grantedLeaseTTL(st.leaseTTL)
+	addCacheStatus(status, st, b.clock())
 	if data.Get("probe").(bool) {
 		b.probe(ctx, cache, status)
 	}
 	return &logical.Response{Data: status}, nil
+}
+
+// grantedLeaseTTL is the lease Vault grants a token read that asks for ttl:
+// core caps every secret's TTL at the mount's max_lease_ttl, or else the
+// system's, with framework.CalculateTTL (vault/request_handling.go,
+// handleRequest), and the backend's system view reports the same maximum.
+// Status shows this, not the plugin's request, so that an operator who
+// tuned the mount sees the lease readers actually get.
+func (b *backend) grantedLeaseTTL(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return 0
+	}
+	granted, _, err := framework.CalculateTTL(b.System(), 0, ttl, 0, ttl, 0, time.Time{})
+	if err != nil {
+		return ttl
+	}
+	return granted
 }
 
 // counterStatus reports the mount's counters and last failure.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
@@ -318,4 +319,30 @@ func rawEchoServer(t *testing.T) string {
 // seed puts tok in the cache as if it had been minted.
 func (c *tokenCache) seed(tok *accessToken) {
 	c.current.Store(tok)
+}
+
+// TestStatusShowsTheLeaseVaultGrants: with the mount tuned to a max lease
+// TTL below the token's life, status shows the lease a reader gets, after
+// Vault's cap, not the plugin's request.
+func TestStatusShowsTheLeaseVaultGrants(t *testing.T) {
+	for _, maxTTL := range []time.Duration{30 * time.Second, 30 * time.Minute} {
+		t.Run(maxTTL.String(), func(t *testing.T) {
+			e := newTestEnv(t)
+			e.withSystemView(&logical.StaticSystemView{DefaultLeaseTTLVal: 768 * time.Hour, MaxLeaseTTLVal: maxTTL})
+			e.configure(nil)
+			requested := e.readToken().Secret.TTL
+			granted, _, err := framework.CalculateTTL(e.b.System(), 0, requested, 0, requested, 0, time.Time{})
+			if err != nil || granted != maxTTL {
+				t.Fatalf("Vault would grant %s (%v); the test expects the mount cap %s", granted, err, maxTTL)
+			}
+			expectStatus(t, e.readStatus(false), map[string]any{"token_lease_ttl": int64(maxTTL / time.Second)})
+		})
+	}
+	t.Run("below the cap the token's life rules", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.withSystemView(&logical.StaticSystemView{DefaultLeaseTTLVal: 768 * time.Hour, MaxLeaseTTLVal: 30 * time.Minute})
+		e.configure(nil)
+		e.clock.Advance(40 * time.Minute) // 20 minutes left: a lease of 19
+		expectStatus(t, e.readStatus(false), map[string]any{"token_lease_ttl": 19 * 60})
+	})
 }

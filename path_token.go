@@ -122,7 +122,7 @@ func readFailure(err error) error {
 		return logical.CodedError(upErr.vaultStatus(), err.Error())
 	case errors.As(err, &inProgress):
 		return logical.CodedError(http.StatusGatewayTimeout, err.Error())
-	case errors.Is(err, errMountReconfigured):
+	case isCacheClosed(err):
 		return logical.CodedError(http.StatusServiceUnavailable, err.Error())
 	}
 	return err

@@ -115,7 +115,7 @@ func (f *fakeAttempter) mintToken(ctx context.Context) (*accessToken, error) {
 func TestMintStaysWithinBudget(t *testing.T) {
 	attempter := &fakeAttempter{err: &upstreamError{kind: failUnavailable, status: 503}}
 	m := &minter{
-		client: attempter, logger: hclog.NewNullLogger(), stats: &mountStats{}, clock: time.Now,
+		client: attempter, logger: hclog.NewNullLogger(), stats: &mountStats{}, clock: wallClock,
 		policy: retryPolicy{attempts: 100, baseDelay: 200 * time.Millisecond, maxDelay: 400 * time.Millisecond, budget: 2 * time.Second, sleep: sleepContext},
 	}
 	started := time.Now()
@@ -464,29 +464,51 @@ func TestColdReadsAfterReloadShareOneCacheAndMint(t *testing.T) {
 	}
 }
 
-func TestCleanCancelsMintInFlight(t *testing.T) {
-	e := newTestEnv(t)
-	e.configure(map[string]any{"verify_credentials": false})
-	e.manus.SetOutage(stall(10 * time.Second))
-	done := make(chan error, 1)
-	go func() {
-		_, err := e.request(logical.ReadOperation, "token", nil)
-		done <- err
-	}()
-	time.Sleep(100 * time.Millisecond)
-	started := time.Now()
-	e.b.Clean(context.Background())
-	select {
-	case err := <-done:
-		var coded logical.HTTPCodedError
-		if !errors.As(err, &coded) || coded.Code() != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "read the token again") {
-			t.Fatalf("reader got %v; want a 503 saying to read again", err)
-		}
-		if time.Since(started) > time.Second {
-			t.Fatal("Clean did not cancel the mint promptly")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the reader is still waiting on a mint Clean should have cancelled")
+// TestDroppedCacheTellsWaitingReadersWhy: a plugin reload, a mount disable
+// or a config delete cancels a mint in flight, and the readers waiting on it
+// are told what happened and what to do, not that the config changed.
+func TestDroppedCacheTellsWaitingReadersWhy(t *testing.T) {
+	cases := []struct {
+		name string
+		drop func(e *testEnv)
+		want string
+	}{
+		{"plugin reload or mount disable", func(e *testEnv) { e.b.Clean(context.Background()) }, "the plugin was reloaded, or the mount disabled"},
+		{"config delete", func(e *testEnv) {
+			if _, err := e.request(logical.DeleteOperation, "config", nil); err != nil {
+				t.Fatal(err)
+			}
+		}, "config was deleted"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(map[string]any{"verify_credentials": false})
+			e.manus.SetOutage(stall(10 * time.Second))
+			done := make(chan error, 1)
+			go func() {
+				_, err := e.request(logical.ReadOperation, "token", nil)
+				done <- err
+			}()
+			waitFor(t, func() bool { return e.manus.Requests() == 1 }) // the mint is in flight
+			started := time.Now()
+			tc.drop(e)
+			select {
+			case err := <-done:
+				var coded logical.HTTPCodedError
+				if !errors.As(err, &coded) || coded.Code() != http.StatusServiceUnavailable || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("reader got %v; want a 503 saying %q", err, tc.want)
+				}
+				if strings.Contains(err.Error(), "config changed") {
+					t.Fatalf("reader was told the config changed: %v", err)
+				}
+				if time.Since(started) > time.Second {
+					t.Fatal("dropping the cache did not cancel the mint promptly")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the reader is still waiting on a mint that should have been cancelled")
+			}
+		})
 	}
 }
 
@@ -517,7 +539,7 @@ func TestTooShortLifetimeIsRefused(t *testing.T) {
 
 func TestTokenTooCloseToExpiryIsNotLeased(t *testing.T) {
 	e := newTestEnv(t)
-	e.b.clock = time.Now // the mint's own duration must count
+	e.b.clock = wallClock // the mint's own duration must count
 	e.manus.SetLifetime(5 * time.Second)
 	e.configure(map[string]any{"verify_credentials": false})
 	e.manus.FailNext(stall(4700 * time.Millisecond)) // answered with 0.3s of life left

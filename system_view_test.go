@@ -116,7 +116,7 @@ func TestSetupLeavesTheCallersSystemViewAlone(t *testing.T) {
 	sys := newCountingSystemView()
 	conf := logical.TestBackendConfig()
 	conf.System = sys
-	b := newBackend(time.Now)
+	b := newBackend(wallClock)
 	if err := b.setup(context.Background(), conf); err != nil {
 		t.Fatal(err)
 	}

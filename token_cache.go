@@ -22,9 +22,32 @@ const (
 	responseSlack = time.Second
 )
 
-// errMountReconfigured is what readers waiting on a mint get when the
-// config changed under it; their next read uses the new credentials.
-var errMountReconfigured = errors.New("the mount's config changed while a token was being minted; read the token again")
+// cacheClosedError is what readers waiting on a mint get when the cache was
+// dropped under it. It says why, since what the reader should do next
+// differs: read again, write config, or wait for the reloaded plugin.
+type cacheClosedError struct{ why string }
+
+func (e *cacheClosedError) Error() string { return e.why }
+
+// The reasons a cache is dropped.
+var (
+	// errMountReconfigured: a config write (here or, through invalidation,
+	// on another node) replaced the credentials; the next read uses the
+	// new ones.
+	errMountReconfigured = &cacheClosedError{"the mount's config changed while a token was being minted; read the token again"}
+	// errConfigDeleted: the config was deleted.
+	errConfigDeleted = &cacheClosedError{"the mount's config was deleted while a token was being minted; write client_id and client_secret to its config path before reading a token"}
+	// errPluginStopped: Vault called Clean, which it does when the plugin
+	// is reloaded and when the mount is disabled; the plugin cannot tell
+	// which.
+	errPluginStopped = &cacheClosedError{"the plugin was reloaded, or the mount disabled, while a token was being minted; read the token again (after a reload the new plugin instance answers; after a disable the path is gone)"}
+)
+
+// isCacheClosed reports whether err is one of the reasons above.
+func isCacheClosed(err error) bool {
+	var closed *cacheClosedError
+	return errors.As(err, &closed)
+}
 
 // accessToken is one bearer token minted from Manus. It is never modified
 // once cached: readers share it without locks.
@@ -35,6 +58,14 @@ type accessToken struct {
 
 	// expiresAtRFC3339 caches the formatted expiry every read returns.
 	expiresAtRFC3339 atomic.Pointer[string]
+}
+
+// newAccessToken is a token minted at mintedAt that lives lifetime. Both
+// instants are wall-clock only (see wallClock), whatever clock mintedAt was
+// read from.
+func newAccessToken(value string, mintedAt time.Time, lifetime time.Duration) *accessToken {
+	mintedAt = mintedAt.Round(0)
+	return &accessToken{AccessToken: value, MintedAt: mintedAt, ExpiresAt: mintedAt.Add(lifetime)}
 }
 
 func (t *accessToken) expiresAtText() string {
@@ -154,9 +185,10 @@ type tokenCache struct {
 	retryAt   time.Time // no new mint before this
 
 	// ctx ends when the cache is dropped, cancelling an in-flight mint whose
-	// credentials are no longer the mount's.
+	// credentials are no longer the mount's; its cause is a
+	// *cacheClosedError saying why.
 	ctx  context.Context
-	stop context.CancelFunc
+	stop context.CancelCauseFunc
 }
 
 // pendingMint is a mint in flight; done closes when token or err is set.
@@ -175,7 +207,7 @@ type tokenCacheOptions struct {
 }
 
 func newTokenCache(minter tokenMinter, clock func() time.Time, opts tokenCacheOptions) *tokenCache {
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, stop := context.WithCancelCause(context.Background())
 	return &tokenCache{
 		minter:           minter,
 		clock:            clock,
@@ -200,9 +232,9 @@ func (c *tokenCache) token(ctx context.Context) (tok *accessToken, warning strin
 	if err == nil {
 		return tok, "", nil
 	}
-	// A mint cut short by a config change must not fall back to the token
-	// of the credentials just replaced.
-	if errors.Is(err, errMountReconfigured) {
+	// A mint cut short by a config change, a delete or a reload must not
+	// fall back to the token of a cache that is no longer the mount's.
+	if isCacheClosed(err) {
 		return nil, "", err
 	}
 	if stale := c.servable(); stale != nil {
@@ -291,7 +323,7 @@ func (c *tokenCache) wait(ctx context.Context, p *pendingMint, limit time.Durati
 func (c *tokenCache) mint(p *pendingMint) {
 	tok, err := c.minter.mintToken(c.ctx)
 	if err != nil && c.ctx.Err() != nil {
-		err = errMountReconfigured
+		err = context.Cause(c.ctx)
 	}
 	// Readers are woken before the token is persisted: slow storage must
 	// not look like a slow Manus.
@@ -303,7 +335,7 @@ func (c *tokenCache) mint(p *pendingMint) {
 	c.mu.Lock()
 	if err == nil {
 		c.recordSuccessLocked(tok)
-	} else if !errors.Is(err, errMountReconfigured) {
+	} else if !isCacheClosed(err) {
 		c.recordFailureLocked(err)
 	}
 	p.token, p.err = tok, err
@@ -393,9 +425,10 @@ func (c *tokenCache) restore(tok *accessToken) bool {
 	return true
 }
 
-// close cancels any mint in flight; the cache is not used afterwards.
-func (c *tokenCache) close() {
-	c.stop()
+// close cancels any mint in flight, whose waiting readers get why (a
+// *cacheClosedError); the cache is not used afterwards.
+func (c *tokenCache) close(why *cacheClosedError) {
+	c.stop(why)
 	if closer, ok := c.minter.(interface{ close() }); ok {
 		closer.close()
 	}

@@ -62,7 +62,64 @@ func (r *recordedExchange) RoundTrip(req *http.Request) (*http.Response, error) 
 	r.contentType = resp.Header.Get("Content-Type")
 	r.retryAfter = resp.Header.Get("Retry-After")
 	resp.Body = &recordingBody{ReadCloser: resp.Body, exchange: r}
+	if isFormLabel(r.contentType) {
+		r.relabelJSONObject(resp)
+	}
 	return resp, nil
+}
+
+// isFormLabel reports the two media types golang.org/x/oauth2 parses as a
+// form-encoded body (internal/token.go, doTokenRoundTrip); it parses every
+// other label as JSON.
+func isFormLabel(contentType string) bool {
+	mediaType, _, _ := mime.ParseMediaType(contentType)
+	return mediaType == "application/x-www-form-urlencoded" || mediaType == "text/plain"
+}
+
+// relabelJSONObject reads a form-labelled body and, if it is in fact a JSON
+// object, labels it application/json so oauth2 parses it as one: proxies
+// and gateways that re-label responses exist, and a JSON token under the
+// wrong label is still the token. A real form body keeps its label. The
+// body is read once, up to the limit, and handed on unchanged, so this costs
+// no second request.
+func (r *recordedExchange) relabelJSONObject(resp *http.Response) {
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errorReader{err}))
+	if err == nil && isJSONObject(body) {
+		resp.Header.Set("Content-Type", "application/json")
+	}
+}
+
+// errorReader ends a replayed body with the error its first read ended with
+// (nil: a clean end).
+type errorReader struct{ err error }
+
+func (e errorReader) Read([]byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	return 0, io.EOF
+}
+
+func isJSONObject(body []byte) bool {
+	body = bytes.TrimSpace(body)
+	return len(body) > 0 && body[0] == '{' && json.Valid(body)
+}
+
+// hasField reports whether the response body, as JSON object or form,
+// carries name with a non-null value.
+func (r *recordedExchange) hasField(name string) bool {
+	if isJSONObject(r.body) {
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(r.body, &fields) != nil {
+			return false
+		}
+		raw, ok := fields[name]
+		return ok && string(raw) != "null"
+	}
+	form, err := url.ParseQuery(string(r.body))
+	return err == nil && form.Has(name)
 }
 
 // recordingBody copies what is read into the exchange and fails the read

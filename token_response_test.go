@@ -1,12 +1,15 @@
 package manus
 
 import (
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
 )
 
 func TestTokenLifetime(t *testing.T) {
@@ -160,5 +163,65 @@ func TestShortDuration(t *testing.T) {
 		if got := shortDuration(d); got != want {
 			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestTokenResponseShapesTheContractAllows sends tokens in shapes that are
+// not the documented one but carry a usable Bearer token: a JSON body under
+// a form or text label (golang.org/x/oauth2 picks its parser by label), a
+// real form body under a text label, and a token_type that is missing or
+// null. Each is served, from a single request.
+func TestTokenResponseShapesTheContractAllows(t *testing.T) {
+	const jsonToken = `{"access_token":"shape-token","token_type":"Bearer","expires_in":3600}`
+	cases := []struct {
+		name, contentType, body string
+		assumedBearer           bool
+	}{
+		{"JSON labelled text/plain", "text/plain; charset=utf-8", jsonToken, false},
+		{"JSON labelled as a form", "application/x-www-form-urlencoded", jsonToken, false},
+		{"JSON labelled as a form, padded", "application/x-www-form-urlencoded", "\n  " + jsonToken + "\n", false},
+		{"form body labelled text/plain", "text/plain", "access_token=shape-token&token_type=bearer&expires_in=3600", false},
+		{"form body without token_type", "application/x-www-form-urlencoded", "access_token=shape-token&expires_in=3600", true},
+		{"token_type missing", "application/json", `{"access_token":"shape-token","expires_in":3600}`, true},
+		{"token_type null", "application/json", `{"access_token":"shape-token","token_type":null,"expires_in":3600}`, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(map[string]any{"verify_credentials": false})
+			e.manus.FailNext(standin.Fault{Status: 200, ContentType: tc.contentType, Body: tc.body})
+			resp := e.readToken()
+			if got := accessTokenOf(resp); got != "shape-token" {
+				t.Fatalf("access_token = %q, want shape-token", got)
+			}
+			if resp.Data["token_type"] != "Bearer" || resp.Data["expires_in"] != int64(3600) {
+				t.Errorf("token_type %v, expires_in %v; want Bearer, 3600", resp.Data["token_type"], resp.Data["expires_in"])
+			}
+			if got := e.manus.Requests(); got != 1 {
+				t.Errorf("%d token requests, want 1", got)
+			}
+			logged := strings.Contains(e.logs.String(), "taking it as Bearer")
+			if logged != tc.assumedBearer {
+				t.Errorf("debug line about the missing token_type logged = %v, want %v", logged, tc.assumedBearer)
+			}
+		})
+	}
+}
+
+// TestTransientOAuthErrorIsRetried: an RFC 6749 temporarily_unavailable (sent
+// with HTTP 400) is a passing fault, retried within the mint like a 503.
+func TestTransientOAuthErrorIsRetried(t *testing.T) {
+	for _, code := range []string{"temporarily_unavailable", "server_error"} {
+		t.Run(code, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(map[string]any{"verify_credentials": false})
+			e.manus.FailNext(standinBody(http.StatusBadRequest, `{"error":"`+code+`"}`))
+			if tok := accessTokenOf(e.readToken()); tok == "" || !e.manus.IsValid(tok) {
+				t.Fatalf("no valid token after a retried %s", code)
+			}
+			if got := e.manus.Requests(); got != 2 {
+				t.Fatalf("%d token requests, want 2 (the failure, then the retry)", got)
+			}
+		})
 	}
 }

@@ -96,11 +96,16 @@ func (e *upstreamError) retryHint() string {
 	return fmt.Sprintf(", Manus asks to retry after %s", e.retryAfter)
 }
 
-// classify refines the kind from the Manus code where the HTTP status alone
-// would mislead, e.g. an INTERNAL error body sent with status 200.
+// classify refines the kind from the Manus or OAuth2 code where the HTTP
+// status alone would mislead: an INTERNAL error body sent with status 200, or
+// a transient temporarily_unavailable sent with status 400.
 func (e *upstreamError) classify() *upstreamError {
 	switch e.code {
-	case "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED":
+	case "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED",
+		// RFC 6749 section 5.2 (via the authorization endpoint's codes in
+		// 4.1.2.1) names these two for a server that is failing or
+		// overloaded; authorization servers send them with HTTP 400.
+		"TEMPORARILY_UNAVAILABLE", "SERVER_ERROR":
 		e.kind = failUnavailable
 	case "RESOURCE_EXHAUSTED":
 		e.kind = failRateLimited
