@@ -199,6 +199,7 @@ func (b *backend) newTokenCacheFor(cfg *manusConfig, mount string) (*tokenCache,
 		stats:            &b.stats,
 		logger:           logger,
 		persist:          func(tok *accessToken) { b.persistToken(logger, tok, cfg.Generation) },
+		leasedReads:      cfg.LeasedReads,
 	})
 	c.client = client
 	return c, nil

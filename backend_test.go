@@ -177,13 +177,21 @@ func (e *testEnv) configure(extra map[string]any) {
 	requireOK(e.t, resp, err)
 }
 
-// readToken reads <mount>/token and fails the test on error.
+// readToken reads <mount>/token and fails the test on error, or if the
+// answer is not in the stored config's read mode: a leased secret, or data
+// without one.
 func (e *testEnv) readToken() *logical.Response {
 	e.t.Helper()
 	resp, err := e.request(logical.ReadOperation, "token", nil)
 	requireOK(e.t, resp, err)
-	if resp == nil || resp.Secret == nil {
-		e.t.Fatalf("token read returned no leased secret: %#v", resp)
+	cfg, _ := readConfig(context.Background(), e.storage)
+	switch leased := cfg == nil || cfg.LeasedReads; {
+	case resp == nil || resp.Data["access_token"] == nil:
+		e.t.Fatalf("token read returned no token: %#v", resp)
+	case leased && resp.Secret == nil:
+		e.t.Fatalf("a leased read returned no leased secret: %#v", resp)
+	case !leased && resp.Secret != nil:
+		e.t.Fatalf("a non-leased read returned a lease: %#v", resp.Secret)
 	}
 	return resp
 }
@@ -198,7 +206,7 @@ func (e *testEnv) concurrentReads(n int) []string {
 		go func() {
 			defer wg.Done()
 			resp, err := e.request(logical.ReadOperation, "token", nil)
-			if err != nil || resp == nil || resp.IsError() || resp.Secret == nil {
+			if err != nil || resp == nil || resp.IsError() || resp.Data["access_token"] == nil {
 				e.t.Errorf("concurrent read %d failed: %v", i, err)
 				return
 			}

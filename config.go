@@ -36,6 +36,10 @@ type manusConfig struct {
 	RequestTimeout   time.Duration `json:"request_timeout"`
 	CACert           string        `json:"ca_cert,omitempty"`
 	RefreshThreshold time.Duration `json:"refresh_threshold"`
+	// LeasedReads chooses how token reads answer: a leased secret (true,
+	// the default) or plain data with the rotating-secret fields and no
+	// lease. A config stored before the field existed decodes as true.
+	LeasedReads bool `json:"leased_reads"`
 
 	// Generation changes on every write; the stored token records the
 	// generation it was minted under.
@@ -59,7 +63,19 @@ func newDefaultConfig() *manusConfig {
 		BaseURL:          defaultBaseURL,
 		RequestTimeout:   defaultRequestTimeout,
 		RefreshThreshold: defaultRefreshThreshold,
+		LeasedReads:      true,
 	}
+}
+
+// sameUpstreamAs reports whether c mints exactly as other does: the same
+// credential, endpoint, timeout, CA and refresh threshold. Only the read
+// mode may differ, and a write that changes nothing else keeps the cached
+// token and mints nothing.
+func (c *manusConfig) sameUpstreamAs(other *manusConfig) bool {
+	a, b := *c, *other
+	a.LeasedReads, b.LeasedReads = false, false
+	a.Generation, b.Generation = "", ""
+	return a == b
 }
 
 func (c *manusConfig) tokenURL() string {

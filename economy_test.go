@@ -35,9 +35,9 @@ func economyOf(e *testEnv, simulated time.Duration, reads int) economyResult {
 
 // simulateConcurrentReaders advances the clock by step for the simulated
 // duration, and at every step runs readers concurrent reads.
-func simulateConcurrentReaders(tb testing.TB, readers int, simulated, step time.Duration) economyResult {
+func simulateConcurrentReaders(tb testing.TB, mode readMode, readers int, simulated, step time.Duration) economyResult {
 	e := newTestEnv(tb)
-	e.configure(nil)
+	e.configure(mode.config())
 	reads := 0
 	for elapsed := time.Duration(0); elapsed < simulated; elapsed += step {
 		e.concurrentReads(readers)
@@ -50,7 +50,8 @@ func simulateConcurrentReaders(tb testing.TB, readers int, simulated, step time.
 // agent is one simulated Vault Agent rendering manus/token.
 type agent struct {
 	next      time.Time // its next read
-	expiresAt time.Time // the expiry of the token it holds
+	token     string    // the token it holds
+	expiresAt time.Time // and that token's expiry
 	index     int
 }
 
@@ -67,14 +68,15 @@ func (q *agentQueue) Pop() any {
 	return a
 }
 
-// simulateAgentFleet runs agents that each re-read the token at a uniformly
-// random 85-95% of their lease, as consul-template does for a non-renewable
-// secret (lease_renewal_threshold 0.90 +/- 0.05). Agents start at random
+// simulateAgentFleet runs agents that re-read the token as consul-template
+// does: for a leased, non-renewable secret at a uniformly random 85-95% of
+// the lease (lease_renewal_threshold 0.90 +/- 0.05); for a non-leased one
+// with rotation_period, exactly ttl+1 seconds later. Agents start at random
 // points in the first hour. It fails if any agent is still holding a token
-// past its expiry when it re-reads.
-func simulateAgentFleet(tb testing.TB, agents int, simulated time.Duration) economyResult {
+// past its expiry when it re-reads, or gets back the token it held.
+func simulateAgentFleet(tb testing.TB, mode readMode, agents int, simulated time.Duration) economyResult {
 	e := newTestEnv(tb)
-	e.configure(nil)
+	e.configure(mode.config())
 	rng := rand.New(rand.NewPCG(7, 11))
 	start := e.clock.Now()
 	queue := make(agentQueue, 0, agents)
@@ -94,9 +96,17 @@ func simulateAgentFleet(tb testing.TB, agents int, simulated time.Duration) econ
 		}
 		resp := e.readToken()
 		reads++
+		if accessTokenOf(resp) == a.token {
+			tb.Fatalf("an agent's re-read at %s got back the token it held", a.next.Sub(start))
+		}
+		a.token = accessTokenOf(resp)
 		a.expiresAt, _ = time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
-		fraction := 0.85 + 0.10*rng.Float64()
-		a.next = a.next.Add(time.Duration(float64(resp.Secret.TTL) * fraction))
+		if mode.leased {
+			fraction := 0.85 + 0.10*rng.Float64()
+			a.next = a.next.Add(time.Duration(float64(resp.Secret.TTL) * fraction))
+		} else {
+			a.next = a.next.Add(mode.holdFor(tb, resp))
+		}
 		heap.Push(&queue, a)
 	}
 	return economyOf(e, simulated, reads)
@@ -105,45 +115,63 @@ func simulateAgentFleet(tb testing.TB, agents int, simulated time.Duration) econ
 // TestEconomyIndependentOfReaderCount: the mint count depends on time only,
 // not on how many read.
 func TestEconomyIndependentOfReaderCount(t *testing.T) {
-	few := simulateConcurrentReaders(t, 1, 6*time.Hour, 2*time.Minute)
-	many := simulateConcurrentReaders(t, 200, 6*time.Hour, 2*time.Minute)
-	// Minted at 0, then whenever 600s or less are left: every 3000s, which
-	// is a whole number of 2-minute steps. Reads happen at 0 .. 6h-2m.
-	want := 1 + int((6*time.Hour-2*time.Minute)/(3000*time.Second))
-	if few.mints != want || many.mints != want {
-		t.Fatalf("mints over 6h: %d with 1 reader, %d with 200; want %d for both", few.mints, many.mints, want)
+	for _, mode := range readModes {
+		t.Run(mode.name, func(t *testing.T) {
+			few := simulateConcurrentReaders(t, mode, 1, 6*time.Hour, 2*time.Minute)
+			many := simulateConcurrentReaders(t, mode, 200, 6*time.Hour, 2*time.Minute)
+			// Minted at 0, then whenever 600s or less are left: every
+			// 3000s, a whole number of 2-minute steps. Reads happen at
+			// 0 .. 6h-2m.
+			want := 1 + int((6*time.Hour-2*time.Minute)/(3000*time.Second))
+			if few.mints != want || many.mints != want {
+				t.Fatalf("mints over 6h: %d with 1 reader, %d with 200; want %d for both", few.mints, many.mints, want)
+			}
+		})
 	}
 }
 
 func TestEconomyAgentFleet(t *testing.T) {
-	simulated := 6 * time.Hour
-	r := simulateAgentFleet(t, 100, simulated)
-	// At most the first mint plus one per 50-minute refresh interval, and
-	// at least one per token lifetime.
-	most := 1 + int(simulated/(50*time.Minute))
-	least := int(simulated / time.Hour)
-	if r.mints > most || r.mints < least {
-		t.Fatalf("100 Agents over %s cost %d mints; want %d to %d", simulated, r.mints, least, most)
+	for _, mode := range readModes {
+		t.Run(mode.name, func(t *testing.T) {
+			simulated := 6 * time.Hour
+			r := simulateAgentFleet(t, mode, 100, simulated)
+			// At most the first mint plus one per 50-minute refresh
+			// interval, and at least one per token lifetime.
+			most := 1 + int(simulated/(50*time.Minute))
+			least := int(simulated / time.Hour)
+			if r.mints > most || r.mints < least {
+				t.Fatalf("100 Agents over %s cost %d mints; want %d to %d", simulated, r.mints, least, most)
+			}
+		})
 	}
 }
 
 // BenchmarkEconomyConcurrentReaders: 1000 concurrent readers every simulated
-// 2 minutes for 24 hours.
+// 2 minutes for 24 hours, in each read mode.
 func BenchmarkEconomyConcurrentReaders(b *testing.B) {
-	var r economyResult
-	for b.Loop() {
-		r = simulateConcurrentReaders(b, 1000, 24*time.Hour, 2*time.Minute)
+	for _, mode := range readModes {
+		b.Run(mode.name, func(b *testing.B) {
+			var r economyResult
+			for b.Loop() {
+				r = simulateConcurrentReaders(b, mode, 1000, 24*time.Hour, 2*time.Minute)
+			}
+			reportEconomy(b, r)
+		})
 	}
-	reportEconomy(b, r)
 }
 
-// BenchmarkEconomyAgentFleet: 100 Agents for 24 simulated hours.
+// BenchmarkEconomyAgentFleet: 100 Agents for 24 simulated hours, in each
+// read mode.
 func BenchmarkEconomyAgentFleet(b *testing.B) {
-	var r economyResult
-	for b.Loop() {
-		r = simulateAgentFleet(b, 100, 24*time.Hour)
+	for _, mode := range readModes {
+		b.Run(mode.name, func(b *testing.B) {
+			var r economyResult
+			for b.Loop() {
+				r = simulateAgentFleet(b, mode, 100, 24*time.Hour)
+			}
+			reportEconomy(b, r)
+		})
 	}
-	reportEconomy(b, r)
 }
 
 func reportEconomy(b *testing.B, r economyResult) {

@@ -89,6 +89,12 @@ func configFields() map[string]*framework.FieldSchema {
 			Default:      int(defaultRefreshThreshold.Seconds()),
 			DisplayAttrs: &framework.DisplayAttributes{Name: "Refresh threshold"},
 		},
+		"leased_reads": {
+			Type:         framework.TypeBool,
+			Description:  "Whether token reads return a leased secret (true) or plain data without a Vault lease, with ttl, rotation_period and last_vault_rotation telling clients such as Vault Agent when to read again (false). Changing only this field mints nothing and keeps the cached token.",
+			Default:      true,
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Leased reads"},
+		},
 		"verify_credentials": {
 			Type:         framework.TypeBool,
 			Description:  "Mint a token with the new settings before storing them, and store nothing if that fails. Set false to configure a mount that cannot reach Manus yet. Not stored.",
@@ -123,6 +129,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"request_timeout":   int64(cfg.RequestTimeout.Seconds()),
 		"ca_cert":           cfg.CACert,
 		"refresh_threshold": int64(cfg.RefreshThreshold.Seconds()),
+		"leased_reads":      cfg.LeasedReads,
 	}}, nil
 }
 
@@ -148,6 +155,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 	applyConfigFields(cfg, data)
 	if err := cfg.validate(); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
+	}
+	if base != nil && cfg.sameUpstreamAs(base) {
+		return b.storeReadMode(ctx, req, base, cfg)
 	}
 	cfg.Generation = newConfigGeneration()
 
@@ -196,6 +206,30 @@ func (b *backend) storeConfig(ctx context.Context, req *logical.Request, base, c
 	return nil, nil
 }
 
+// storeReadMode stores a config that differs from the stored one in the read
+// mode at most. Nothing upstream changed, so there is nothing to verify: it
+// keeps the generation (and so the persisted token other nodes restore), and
+// the cached token, whose next read answers in the new mode.
+func (b *backend) storeReadMode(ctx context.Context, req *logical.Request, base, cfg *manusConfig) (*logical.Response, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	current, err := readConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if generationOf(current) != generationOf(base) {
+		return logical.ErrorResponse("nothing was stored: another write changed this mount's config meanwhile; read the config and write again"), nil
+	}
+	if err := writeConfig(ctx, req.Storage, cfg); err != nil {
+		return nil, err
+	}
+	if c := b.tokens.Load(); c != nil {
+		c.setLeasedReads(cfg.LeasedReads)
+	}
+	b.mountLogger(req.MountPoint).Info("config written; read mode set, cached token kept", "leased_reads", cfg.LeasedReads)
+	return responseWithWarnings(cfg.warnings()), nil
+}
+
 func generationOf(cfg *manusConfig) string {
 	if cfg == nil {
 		return ""
@@ -223,6 +257,9 @@ func applyConfigFields(cfg *manusConfig, data *framework.FieldData) {
 	}
 	if v, ok := data.GetOk("refresh_threshold"); ok {
 		cfg.RefreshThreshold = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := data.GetOk("leased_reads"); ok {
+		cfg.LeasedReads = v.(bool)
 	}
 }
 

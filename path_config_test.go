@@ -30,6 +30,7 @@ func TestConfigReadNeverReturnsSecret(t *testing.T) {
 		"request_timeout":   int64(10),
 		"ca_cert":           "",
 		"refresh_threshold": int64(600),
+		"leased_reads":      true,
 	}
 	if !reflect.DeepEqual(resp.Data, want) {
 		t.Fatalf("config read = %#v, want %#v", resp.Data, want)
@@ -147,7 +148,7 @@ func TestVerificationTimeoutIsGatewayTimeout(t *testing.T) {
 
 func TestPartialUpdateKeepsOtherFields(t *testing.T) {
 	e := newTestEnv(t)
-	e.configure(map[string]any{"refresh_threshold": "15m", "request_timeout": 20})
+	e.configure(map[string]any{"refresh_threshold": "15m", "request_timeout": 20, "leased_reads": false})
 
 	// Same stand-in under another loopback spelling: only base_url changes.
 	newURL := strings.Replace(e.baseURL, "127.0.0.1", "localhost", 1)
@@ -160,6 +161,7 @@ func TestPartialUpdateKeepsOtherFields(t *testing.T) {
 		BaseURL:          newURL,
 		RequestTimeout:   20 * time.Second,
 		RefreshThreshold: 15 * time.Minute,
+		LeasedReads:      false,
 		Generation:       cfg.Generation, // new on every write
 	}
 	if !reflect.DeepEqual(cfg, want) {

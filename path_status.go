@@ -53,7 +53,8 @@ func statusResponseFields() map[string]*framework.FieldSchema {
 		"token_minted_at":          field(framework.TypeTime, "Token minted at", "When the cached token was requested."),
 		"token_expires_at":         field(framework.TypeTime, "Token expires at", "When Manus stops accepting the cached token."),
 		"token_expires_in":         field(framework.TypeInt, "Token expires in", "Seconds of life the cached token has left."),
-		"token_lease_ttl":          field(framework.TypeInt, "Lease TTL now", "Lease in seconds a token read would get now (0: the token is too close to expiry to serve)."),
+		"leased_reads":             field(framework.TypeBool, "Leased reads", "The read mode: true when token reads return a leased secret, false when they return the rotating-secret fields without a lease."),
+		"token_lease_ttl":          field(framework.TypeInt, "Lease TTL now", "Lease in seconds a token read would get now, after the mount's max_lease_ttl (0: reads are not leased, or the token is too close to expiry to serve)."),
 		"token_refresh_at":         field(framework.TypeTime, "Refresh due at", "When the cached token becomes due for refresh."),
 		"token_restored":           field(framework.TypeBool, "Restored from storage", "Whether the cached token was read back from storage after a restart, reload or leader change."),
 		"minting":                  field(framework.TypeBool, "Minting", "Whether a token request is in flight."),
@@ -88,6 +89,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, data
 	}
 	status["client_id"] = cfg.ClientID
 	status["base_url"] = cfg.BaseURL
+	status["leased_reads"] = cfg.LeasedReads
 
 	cache, err := b.tokenCache(ctx, req)
 	if err != nil {
@@ -95,6 +97,9 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, data
 	}
 	st := cache.snapshot()
 	st.leaseTTL = b.grantedLeaseTTL(st.leaseTTL)
+	if !cfg.LeasedReads {
+		st.leaseTTL = 0 // reads get no lease
+	}
 	addCacheStatus(status, st, b.clock())
 	if data.Get("probe").(bool) {
 		b.probe(ctx, cache, status)
@@ -189,7 +194,7 @@ const statusHelp = `
 Shows, for operators, what the plugin thinks is going on with this mount. It
 never shows the token or the client secret.
 
-- configured, client_id, base_url: the stored settings.
+- configured, client_id, base_url, leased_reads: the stored settings.
 - token_*: the cached token's state: when it was minted and expires, seconds
   left, the lease a read would get now, when it is due for refresh, and
   whether it was restored from storage.

@@ -58,6 +58,21 @@ func tokenResponseFields() map[string]*framework.FieldSchema {
 			Description:  "Whole seconds of life the token has left at the time of this response.",
 			DisplayAttrs: &framework.DisplayAttributes{Name: "Expires in"},
 		},
+		"ttl": {
+			Type:         framework.TypeInt,
+			Description:  "Only with leased_reads=false: whole seconds until the plugin replaces the token (its refresh point, plus a spread of up to a tenth of the refresh threshold), at least 1. Read again after it. While a stale token is served during an outage: seconds until a new mint may be tried.",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "TTL"},
+		},
+		"rotation_period": {
+			Type:         framework.TypeInt,
+			Description:  "Only with leased_reads=false: seconds between the token's mint and its refresh point, i.e. how often the token changes.",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation period"},
+		},
+		"last_vault_rotation": {
+			Type:         framework.TypeTime,
+			Description:  "Only with leased_reads=false: when the current token was minted (RFC 3339, UTC).",
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Last rotation"},
+		},
 	}
 }
 
@@ -86,31 +101,57 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf(
 			"the token Manus issued expires at %s, too soon to lease; read again", tok.expiresAtText()))
 	}
-	resp := tokenResponse(tok, now, ttl)
+	var resp *logical.Response
+	if cache.leasedReads.Load() {
+		resp = leasedTokenResponse(tok, now, ttl)
+	} else {
+		resp = rotatingTokenResponse(tok, now, cache.rereadIn(tok, now), cache.refreshThreshold)
+	}
 	if warning != "" {
 		resp.AddWarning(warning)
 	}
 	return resp, nil
 }
 
-// tokenResponse wraps the token in a non-renewable lease of ttl. It builds
-// the secret itself rather than through framework.Secret.Response, whose
-// growing maps were the largest per-read allocation in the profile
+// tokenData is what every token read returns about the token.
+func tokenData(tok *accessToken, now time.Time) map[string]any {
+	return map[string]any{
+		"access_token": tok.AccessToken,
+		"token_type":   "Bearer",
+		"expires_at":   tok.expiresAtText(),
+		"expires_in":   tok.expiresIn(now),
+	}
+}
+
+// leasedTokenResponse wraps the token in a non-renewable lease of ttl. It
+// builds the secret itself rather than through framework.Secret.Response,
+// whose growing maps were the largest per-read allocation in the profile
 // (BENCHMARKS.md).
-func tokenResponse(tok *accessToken, now time.Time, ttl time.Duration) *logical.Response {
+func leasedTokenResponse(tok *accessToken, now time.Time, ttl time.Duration) *logical.Response {
 	return &logical.Response{
 		Secret: &logical.Secret{
 			LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: false},
 			// secret_type routes the lease's revocation to secretAccessToken.
 			InternalData: map[string]any{"secret_type": secretTypeAccessToken},
 		},
-		Data: map[string]any{
-			"access_token": tok.AccessToken,
-			"token_type":   "Bearer",
-			"expires_at":   tok.expiresAtText(),
-			"expires_in":   tok.expiresIn(now),
-		},
+		Data: tokenData(tok, now),
 	}
+}
+
+// rotatingTokenResponse answers without a Secret, so Vault registers no
+// lease, and with the fields of Vault's rotating static-secret contract, the
+// one database static roles answer with. consul-template (and so Vault
+// Agent) reads a non-leased secret that has rotation_period and ttl again
+// exactly ttl+1 seconds later (dependency/vault_common.go, leaseCheckWait).
+// Both must be JSON numbers: it asserts the type and panics on anything
+// else. rereadIn keeps ttl at a second or more, since older consul-template
+// re-reads every second on 0.
+func rotatingTokenResponse(tok *accessToken, now time.Time, rereadIn, configuredThreshold time.Duration) *logical.Response {
+	data := tokenData(tok, now)
+	data["ttl"] = int64(rereadIn / time.Second)
+	data["rotation_period"] = int64(tok.rotationPeriod(configuredThreshold) / time.Second)
+	data["last_vault_rotation"] = formatTime(tok.MintedAt)
+	return &logical.Response{Data: data}
 }
 
 // readFailure gives a reader the upstream failure with a gateway status.

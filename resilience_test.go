@@ -142,31 +142,42 @@ func TestDefaultMintBoundIsInsideVaultRequestTimeout(t *testing.T) {
 }
 
 func TestStaleWhileErrorServesCachedTokenUntilItCannot(t *testing.T) {
+	for _, mode := range readModes {
+		t.Run(mode.name, func(t *testing.T) { testStaleWhileError(t, mode) })
+	}
+}
+
+func testStaleWhileError(t *testing.T, mode readMode) {
 	e := newTestEnv(t)
-	e.configure(nil)
+	e.configure(mode.config())
 	cached := e.manus.Issued()[0]
 	e.clock.Advance(55 * time.Minute) // 5 minutes left: due for refresh
 	e.manus.SetOutage(standin.Unavailable())
 
-	resp := e.readToken()
-	if accessTokenOf(resp) != cached {
-		t.Fatal("the cached token was not served during the outage")
+	// checkStale: the cached token, with its warning, held no longer than
+	// the lease a leased read gets now (left minus the one-minute margin),
+	// which in leased mode is exactly that lease.
+	checkStale := func(resp *logical.Response, left time.Duration) {
+		t.Helper()
+		hold := mode.holdFor(t, resp)
+		if accessTokenOf(resp) != cached || len(resp.Warnings) != 1 {
+			t.Fatalf("%s left: token cached=%v, warnings %q", left, accessTokenOf(resp) == cached, resp.Warnings)
+		}
+		if hold > left-60*time.Second || (mode.leased && hold != left-60*time.Second) {
+			t.Fatalf("%s left: the reader holds the token for %s", left, hold)
+		}
 	}
-	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "HTTP 503") || !strings.Contains(resp.Warnings[0], "cached token") {
+	resp := e.readToken()
+	if !strings.Contains(resp.Warnings[0], "HTTP 503") || !strings.Contains(resp.Warnings[0], "cached token") {
 		t.Fatalf("warnings = %q; want one saying the refresh failed and why", resp.Warnings)
 	}
-	if resp.Secret.TTL != 240*time.Second {
-		t.Fatalf("stale lease = %s, want 240s (300s left minus the margin)", resp.Secret.TTL)
-	}
+	checkStale(resp, 300*time.Second)
 
-	// Keep reading through the outage: always the cached token, with a
-	// lease that shrinks with it, until it can no longer back one.
+	// Keep reading through the outage: always the cached token, held for
+	// less and less, until it can no longer back a lease.
 	for left := 290 * time.Second; left > 61*time.Second; left -= 10 * time.Second {
 		e.clock.Advance(10 * time.Second)
-		resp := e.readToken()
-		if accessTokenOf(resp) != cached || resp.Secret.TTL != left-60*time.Second || len(resp.Warnings) != 1 {
-			t.Fatalf("%s left: token cached=%v lease=%s warnings=%d", left, accessTokenOf(resp) == cached, resp.Secret.TTL, len(resp.Warnings))
-		}
+		checkStale(e.readToken(), left)
 	}
 	e.clock.Advance(10 * time.Second) // 51s left, inside the 60s margin
 	status, msg := e.readTokenError()
@@ -181,14 +192,20 @@ func TestStaleWhileErrorServesCachedTokenUntilItCannot(t *testing.T) {
 	e.manus.ClearOutage()
 	e.clock.Advance(maxFailureBackoff)
 	resp = e.readToken()
-	if accessTokenOf(resp) == cached || len(resp.Warnings) != 0 || resp.Secret.TTL < 3540*time.Second {
+	if accessTokenOf(resp) == cached || len(resp.Warnings) != 0 || mode.holdFor(t, resp) < 50*time.Minute {
 		t.Fatal("after the outage the read did not mint a new token")
 	}
 }
 
 func TestFailureBackoffLimitsRequestsDuringOutage(t *testing.T) {
+	for _, mode := range readModes {
+		t.Run(mode.name, func(t *testing.T) { testFailureBackoff(t, mode) })
+	}
+}
+
+func testFailureBackoff(t *testing.T, mode readMode) {
 	e := newTestEnv(t)
-	e.configure(map[string]any{"verify_credentials": false})
+	e.configure(map[string]any{"verify_credentials": false, "leased_reads": mode.leased})
 	e.manus.DeleteClient(testClientID) // every agent reads with a deleted credential
 
 	const reads = 1000
@@ -316,8 +333,14 @@ type readOnlyStorage struct{ logical.Storage }
 func (readOnlyStorage) Put(context.Context, *logical.StorageEntry) error { return logical.ErrReadOnly }
 
 func TestTokenIsPersistedAndRestored(t *testing.T) {
+	for _, mode := range readModes {
+		t.Run(mode.name, func(t *testing.T) { testTokenIsPersistedAndRestored(t, mode) })
+	}
+}
+
+func testTokenIsPersistedAndRestored(t *testing.T, mode readMode) {
 	e := newTestEnv(t)
-	e.configure(nil)
+	e.configure(mode.config())
 	minted := accessTokenOf(e.readToken())
 
 	st, err := readStoredToken(context.Background(), e.storage)
@@ -335,8 +358,12 @@ func TestTokenIsPersistedAndRestored(t *testing.T) {
 	if accessTokenOf(resp) != minted || e.manus.Mints() != 1 {
 		t.Fatalf("after a restart: same token %v, mints %d; want the persisted token and no mint", accessTokenOf(resp) == minted, e.manus.Mints())
 	}
-	if resp.Secret.TTL != 50*time.Minute-time.Minute {
-		t.Fatalf("restored token lease = %s", resp.Secret.TTL)
+	// 50 minutes left: a lease of 49, or a re-read once the refresh
+	// point (40 minutes away) and its spread of up to a minute have passed.
+	switch hold := mode.holdFor(t, resp); {
+	case mode.leased && hold != 49*time.Minute,
+		!mode.leased && (hold < 40*time.Minute || hold > 41*time.Minute+2*time.Second):
+		t.Fatalf("the restored token is held for %s", hold)
 	}
 	if c := e.b.tokens.Load(); c == nil || !c.restored {
 		t.Fatal("the cache does not record that its token came from storage")
@@ -606,14 +633,18 @@ func TestTokenOfReplacedConfigIsNeverPersisted(t *testing.T) {
 	}
 	// Hold the mint's persist back until the config is gone: the order in
 	// which only the generation check can keep the token out of storage.
-	release, persisted := make(chan struct{}), make(chan struct{})
+	entered, release, persisted := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	persist := cache.persist
 	cache.persist = func(tok *accessToken) {
+		close(entered)
 		<-release
 		persist(tok)
 		close(persisted)
 	}
 	e.readToken()
+	// The mint persists after waking its readers; wait until it has
+	// started to, or a slow scheduler lets the delete cancel it first.
+	<-entered
 	if _, err := e.request(logical.DeleteOperation, "config", nil); err != nil {
 		t.Fatal(err)
 	}

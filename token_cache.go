@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -175,6 +176,9 @@ type tokenCache struct {
 	persist func(*accessToken)
 
 	current atomic.Pointer[accessToken]
+	// leasedReads is the config's read mode; a mode-only config write
+	// changes it in place.
+	leasedReads atomic.Bool
 
 	mu        sync.Mutex
 	pending   *pendingMint
@@ -204,11 +208,12 @@ type tokenCacheOptions struct {
 	stats            *mountStats
 	logger           hclog.Logger
 	persist          func(*accessToken)
+	leasedReads      bool
 }
 
 func newTokenCache(minter tokenMinter, clock func() time.Time, opts tokenCacheOptions) *tokenCache {
 	ctx, stop := context.WithCancelCause(context.Background())
-	return &tokenCache{
+	c := &tokenCache{
 		minter:           minter,
 		clock:            clock,
 		refreshThreshold: opts.refreshThreshold,
@@ -219,6 +224,76 @@ func newTokenCache(minter tokenMinter, clock func() time.Time, opts tokenCacheOp
 		ctx:              ctx,
 		stop:             stop,
 	}
+	c.leasedReads.Store(opts.leasedReads)
+	return c
+}
+
+// setLeasedReads switches the read mode; the next read answers in it.
+func (c *tokenCache) setLeasedReads(leased bool) { c.leasedReads.Store(leased) }
+
+// maxRereadSpread caps the window over which non-leased readers are told to
+// come back after the refresh point.
+const maxRereadSpread = time.Minute
+
+// rereadIn is how long a non-leased reader should keep tok, served at now,
+// before reading again (the rotating-secret contract's ttl; Vault Agent
+// reads again exactly one second after it).
+//
+// A fresh token: until its refresh point, plus a random whole number of
+// seconds up to a tenth of the refresh threshold (at most a minute), so a
+// fleet that read together does not come back in the same second. Every
+// re-read then lands at or after the refresh point and gets a new token;
+// since the threshold is at least ten spreads, the old token still has most
+// of its threshold left. A stale token served during a failure back-off:
+// until the back-off ends, when a mint may be tried again. Either way never
+// past the end of the lease a leased read would get, and at least a
+// second, since a ttl of 0 makes older Agents re-read every second.
+func (c *tokenCache) rereadIn(tok *accessToken, now time.Time) time.Duration {
+	// The reader comes back after ttl+1 seconds, ttl is the wait rounded
+	// up, and a read serves a token only while it can back a lease of a
+	// second after responseSlack (servableAt): three seconds under the
+	// lease has the reader back while this token can still be served.
+	servableUntil := now.Add(tok.leaseTTL(now) - 3*time.Second)
+	var until time.Time
+	if refreshAt := tok.refreshAt(c.refreshThreshold); now.Before(refreshAt) {
+		until = refreshAt.Add(rereadJitter(tok.refreshThreshold(c.refreshThreshold)))
+		// Only a threshold below the least servable life leaves no room
+		// between the two; then the refresh point wins, as the reader
+		// must come back to a new token.
+		until = latest(earliest(until, servableUntil), refreshAt)
+	} else {
+		c.mu.Lock()
+		until = earliest(c.retryAt, servableUntil)
+		c.mu.Unlock()
+	}
+	return max((until.Sub(now) + time.Second - 1).Truncate(time.Second), time.Second)
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// rereadJitter is a random whole number of seconds from 0 to a tenth of
+// threshold, capped at maxRereadSpread.
+func rereadJitter(threshold time.Duration) time.Duration {
+	spread := min(threshold/10, maxRereadSpread) / time.Second
+	return time.Duration(rand.N(int64(spread)+1)) * time.Second //nolint:gosec // G404: spreading load needs no unpredictability
+}
+
+// rotationPeriod is the time between a token's mint and its refresh point:
+// how often a reader sees the token change.
+func (t *accessToken) rotationPeriod(configuredThreshold time.Duration) time.Duration {
+	return t.refreshAt(configuredThreshold).Sub(t.MintedAt)
 }
 
 // token returns a token to serve. warning is non-empty when the token is a

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# `make bench-vault`: reads through a real Vault. Starts a dev Vault with the
-# plugin and the Manus stand-in, then runs cmd/manus-loadtest against
-# manus/token and its baselines: a KV v2 secret on the built-in engine; a KV
-# v1 secret on the built-in engine and on the same KV engine run as an
-# external plugin (the difference is the cost of the plugin gRPC hop alone;
-# the plugin is built from the Go module proxy, not committed; Vault allows
-# external KV mounts only as version 1); and manus/config (a plugin read
-# without a lease). It also times a cold mount. PROFILE=1
-# captures CPU profiles of Vault and of the plugin during a token run.
+# `make bench-vault`: reads through a real Vault. Starts a single-node Vault
+# on Raft integrated storage, as production runs it (STORAGE=dev for the
+# in-memory dev server instead), with the plugin and the Manus stand-in, and
+# runs cmd/manus-loadtest, in one run and round by round, against:
+#   manus/token        leased token reads (leased_reads=true, the default)
+#   manus-nl/token     non-leased token reads (leased_reads=false)
+#   secret/data/bench  a KV v2 read on the built-in engine
+#   manus/config       a plugin read of its storage, without a lease
+# It reports reads/s, latency, the ratios of leased token reads to each of
+# the others, the leases Vault holds afterwards under each token mount, and
+# the peak RSS of Vault and of the plugin; it also times a cold mount.
+# PROFILE=1 captures CPU profiles of Vault and of the plugin during a
+# leased token run.
 #
 # CONCURRENCY, DURATION, REPEAT tune the run; results land in .dev/bench/.
 set -euo pipefail
@@ -19,6 +23,7 @@ CONCURRENCY=${CONCURRENCY:-16}
 DURATION=${DURATION:-15s}
 REPEAT=${REPEAT:-3}
 PROFILE=${PROFILE:-0}
+STORAGE=${STORAGE:-raft}
 pprof_addr=127.0.0.1:18611
 work_dir="$PWD/.dev/bench"
 # shellcheck source=scripts/lib.sh
@@ -30,27 +35,27 @@ vault_bin=$(scripts/ensure-vault.sh)
 rm -rf "$work_dir"
 build_binaries
 go build -o "$work_dir/manus-loadtest" ./cmd/manus-loadtest
-echo "==> building the KV v2 engine as an external plugin (baseline)"
-GOBIN="$work_dir/plugins" GOFLAGS=-mod=mod go install github.com/hashicorp/vault-plugin-secrets-kv/cmd/vault-plugin-secrets-kv@v0.25.0
 trap stop_all INT TERM EXIT
 start_standin "$client_id" "$client_secret" > "$work_dir/standin.log"
-start_dev_vault
+case "$STORAGE" in
+raft) start_raft_vault ;;
+dev) start_dev_vault ;;
+*) echo "STORAGE must be raft or dev, not $STORAGE" >&2; exit 2 ;;
+esac
 
 register_plugin -env="MANUS_PLUGIN_PPROF_ADDR=$pprof_addr"
 mount_manus "$client_id" "$client_secret"
+"$vault_bin" secrets enable -path=manus-nl "$plugin_name"
+"$vault_bin" write manus-nl/config client_id="$client_id" client_secret="$client_secret" \
+	base_url="http://127.0.0.1:$STANDIN_PORT" leased_reads=false
 "$vault_bin" kv put -mount=secret bench value=0123456789abcdef0123456789abcdef >/dev/null
-"$vault_bin" plugin register -sha256="$(sha256_of "$work_dir/plugins/vault-plugin-secrets-kv")" secret vault-plugin-secrets-kv
-"$vault_bin" secrets enable -path=kv-ext vault-plugin-secrets-kv
-"$vault_bin" secrets enable -path=kv1 -version=1 kv
-"$vault_bin" write kv-ext/bench value=0123456789abcdef0123456789abcdef >/dev/null
-"$vault_bin" write kv1/bench value=0123456789abcdef0123456789abcdef >/dev/null
 
 if [ "$PROFILE" = 1 ]; then
 	echo "==> profiling a 20s manus/token run (Vault and plugin)"
 	"$work_dir/manus-loadtest" -path manus/token -concurrency "$CONCURRENCY" -duration 25s -repeat 1 -warmup 0s > /dev/null 2>&1 &
 	load_pid=$!
 	sleep 3
-	curl -fsS -H "X-Vault-Token: root" "$VAULT_ADDR/v1/sys/pprof/profile?seconds=20" -o "$work_dir/vault.cpu.pprof" &
+	curl -fsS -H "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/sys/pprof/profile?seconds=20" -o "$work_dir/vault.cpu.pprof" &
 	vault_profile_pid=$!
 	curl -fsS "http://$pprof_addr/debug/pprof/profile?seconds=20" -o "$work_dir/plugin.cpu.pprof"
 	wait "$vault_profile_pid" "$load_pid" || true
@@ -59,9 +64,10 @@ if [ "$PROFILE" = 1 ]; then
 	echo "    profiles: $work_dir/{vault,plugin}.cpu.{pprof,txt}"
 fi
 
-echo "==> load test: concurrency $CONCURRENCY, $DURATION per path, $REPEAT rounds"
+echo "==> load test on $STORAGE storage: concurrency $CONCURRENCY, $DURATION per path, $REPEAT rounds"
 "$work_dir/manus-loadtest" \
-	-path manus/token -path secret/data/bench -path kv1/bench -path kv-ext/bench -path manus/config \
+	-path manus/token -path manus-nl/token -path secret/data/bench -path manus/config \
+	-lease-prefix manus/token/ -lease-prefix manus-nl/token/ \
 	-concurrency "$CONCURRENCY" -duration "$DURATION" -repeat "$REPEAT" \
 	-cold-mount manus-cold \
 	-cold-config "{\"client_id\":\"$client_id\",\"client_secret\":\"$client_secret\",\"base_url\":\"http://127.0.0.1:$STANDIN_PORT\",\"verify_credentials\":false}" \

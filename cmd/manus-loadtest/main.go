@@ -1,12 +1,14 @@
 // Command manus-loadtest measures reads through a real Vault server: N
 // concurrent clients read each given path for a fixed time, and it reports
-// reads per second, p50/p99 latency, the ratio to the first baseline path and
-// the peak RSS of the plugin process. With -cold-mount it also times a mount
-// from `secrets enable` to the first served token.
+// reads per second, p50/p99 latency, the ratio of the first path to each
+// later one, the peak RSS of the plugin and Vault processes, and the leases
+// Vault holds afterwards under each -lease-prefix. With -cold-mount it also
+// times a mount from `secrets enable` to the first served token.
 //
-// scripts/bench-vault.sh (make bench-vault) starts a dev Vault and the Manus
-// stand-in and runs this against manus/token, a KV v2 secret and
-// manus/config. See BENCHMARKS.md.
+// scripts/bench-vault.sh (make bench-vault) starts a Vault on Raft storage
+// (or a dev Vault) and the Manus stand-in and runs this against leased and
+// non-leased token reads, a KV v2 secret and manus/config. See
+// BENCHMARKS.md.
 package main
 
 import (
@@ -15,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -38,6 +41,8 @@ type options struct {
 	repeat      int
 	paths       pathList
 	pluginName  string
+	vaultName   string
+	leasePrefix pathList
 	coldMount   string
 	coldConfig  string
 	coldRepeat  int
@@ -54,6 +59,8 @@ func main() {
 	flag.IntVar(&o.repeat, "repeat", 3, "rounds over all paths; figures are medians over rounds")
 	flag.Var(&o.paths, "path", "path to read (repeatable): the first is measured against each later one, its baselines")
 	flag.StringVar(&o.pluginName, "plugin", "vault-plugin-secrets-manus", "plugin binary name, for its RSS")
+	flag.StringVar(&o.vaultName, "vault", "vault", "Vault server binary name, for its RSS")
+	flag.Var(&o.leasePrefix, "lease-prefix", "count the leases Vault holds under this prefix afterwards (repeatable), e.g. manus/token/")
 	flag.StringVar(&o.coldMount, "cold-mount", "", "if set, time mounting the plugin here until the first token")
 	flag.StringVar(&o.coldConfig, "cold-config", "", "JSON config written to the cold mount")
 	flag.IntVar(&o.coldRepeat, "cold-repeat", 5, "cold-start measurements")
@@ -71,6 +78,12 @@ func main() {
 		report["cold_start"] = measureColdStart(client, o)
 	}
 	report["plugin_peak_rss_kib"] = peakRSS(o.pluginName)
+	report["vault_peak_rss_kib"] = peakRSS(o.vaultName)
+	leases := map[string]int{}
+	for _, prefix := range o.leasePrefix {
+		leases[prefix] = countLeases(client, o, prefix)
+	}
+	report["leases_held"] = leases
 	if o.jsonOut {
 		must(json.NewEncoder(os.Stdout).Encode(report))
 		return
@@ -203,6 +216,33 @@ func measureColdStart(client *http.Client, o options) coldStart {
 	return coldStart{MedianMillis: median(runs), Millis: runs}
 }
 
+// countLeases lists the leases under prefix (sys/leases/lookup), -1 if the
+// list fails.
+func countLeases(client *http.Client, o options, prefix string) int {
+	req, err := http.NewRequest("LIST", o.addr+"/v1/sys/leases/lookup/"+prefix, nil)
+	if err != nil {
+		return -1
+	}
+	req.Header.Set("X-Vault-Token", o.token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return 0
+	}
+	var list struct {
+		Data struct {
+			Keys []string `json:"keys"`
+		} `json:"data"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&list) != nil {
+		return -1
+	}
+	return len(list.Data.Keys)
+}
+
 func call(client *http.Client, o options, method, path, body string) error {
 	req, err := http.NewRequest(method, o.addr+"/v1/"+path, bytes.NewBufferString(body))
 	if err != nil {
@@ -259,7 +299,12 @@ func printTable(report map[string]any, results []pathResult) {
 	if cs, ok := report["cold_start"].(coldStart); ok {
 		fmt.Printf("\ncold start (enable -> first token): median %.0f ms over %d runs\n", cs.MedianMillis, len(cs.Millis))
 	}
-	fmt.Printf("plugin peak RSS: %.1f MiB\n", float64(report["plugin_peak_rss_kib"].(int))/1024)
+	fmt.Printf("plugin peak RSS: %.1f MiB, Vault peak RSS: %.1f MiB\n",
+		float64(report["plugin_peak_rss_kib"].(int))/1024, float64(report["vault_peak_rss_kib"].(int))/1024)
+	leases := report["leases_held"].(map[string]int)
+	for _, prefix := range slices.Sorted(maps.Keys(leases)) {
+		fmt.Printf("leases held under %s: %d\n", prefix, leases[prefix])
+	}
 }
 
 func formatRatios(ratios []float64) string {
