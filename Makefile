@@ -92,11 +92,12 @@ tidycheck: ## Fail if go.mod or go.sum is not tidy
 
 # The SBOM of each binary comes from the module list in its build
 # information, so it names exactly what that binary links on its platform;
-# licenses are detected in the module cache. GOPROXY=off because the build
-# has just put every linked module there, and the tool's attempt to fetch
-# the main module (not published under its placeholder path) must not go
-# out; its warnings are shown only if it fails (releasetool reports modules
-# without a license). The notes name the commit, or "unknown" outside git.
+# licenses are detected in the module sources (the tool runs `go mod
+# download`, which finds them in the module cache the build filled, and asks
+# the proxy in vain for the main module, unpublished under its placeholder
+# path). Its warnings are shown only if it fails: releasetool then reports
+# any module without a license. The notes name the commit, or "unknown"
+# outside git.
 COMMIT = $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with uncommitted changes)')
 
 .PHONY: release
@@ -109,7 +110,7 @@ release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm6
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -buildvcs=false \
 			-ldflags "-s -w $(LDFLAGS)" -o $$out ./cmd/$(PLUGIN_NAME); \
 		echo "writing $$out.sbom.json with cyclonedx-gomod $(CYCLONEDX_GOMOD_VERSION)"; \
-		log=$$(GOPROXY=off GOOS=$$os GOARCH=$$arch $(CYCLONEDX_GOMOD) bin -json -licenses \
+		log=$$(GOOS=$$os GOARCH=$$arch $(CYCLONEDX_GOMOD) bin -json -licenses \
 			-version $(PLUGIN_VERSION) -output $$out.sbom.json $$out 2>&1) || { echo "$$log" >&2; exit 1; }; \
 	done
 	$(GO) run ./internal/releasetool licenses -o $(DIST)/THIRD_PARTY_LICENSES.md $(DIST)/*.sbom.json

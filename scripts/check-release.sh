@@ -28,7 +28,7 @@ for mod in github.com/hashicorp/vault/sdk golang.org/x/oauth2; do
 done
 
 (cd "$dist" && sha256sum --check --strict --quiet SHA256SUMS) || fail "SHA256SUMS does not verify"
-expected=0 sboms=()
+expected=0 binaries=0 sboms=()
 for platform in $platforms; do
 	os=${platform%/*} arch=${platform#*/}
 	name=${plugin}_${version}_${os}_${arch}
@@ -51,7 +51,7 @@ for platform in $platforms; do
 	"$tool/releasetool" sbom -module "$module" -version "v$version" -binary "$bin" \
 		-os "$os" -arch "$arch" "${requires[@]}" "$sbom" || fail "$sbom is not in order"
 	sboms+=("$sbom")
-	expected=$((expected + 2))
+	expected=$((expected + 2)) binaries=$((binaries + 1))
 done
 
 licenses="$dist/THIRD_PARTY_LICENSES.md"
@@ -70,4 +70,4 @@ while read -r line; do
 	grep -qxF -- "$line" "$notes" || fail "$notes lacks the checksum line $line"
 done < "$dist/SHA256SUMS"
 
-echo "check-release: $((expected - 1)) binaries and SBOMs, the license list, SHA256SUMS and release notes for v$version are in order"
+echo "check-release: $binaries binaries with their SBOMs, the license list, SHA256SUMS and release notes for v$version are in order"

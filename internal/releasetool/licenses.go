@@ -32,7 +32,7 @@ var allowedLicenses = map[string]bool{
 }
 
 // licenseOverride is a license a person read in a module's source because
-// the detector named none.
+// the detector named none, or named one that does not cover the code.
 type licenseOverride struct {
 	license string
 	why     string
@@ -44,6 +44,11 @@ var licenseOverrides = map[string]licenseOverride{
 	"github.com/hashicorp/go-metrics@v0.5.4": {
 		license: "MIT",
 		why:     "its LICENSE is the MIT (Expat) text under a HashiCorp notice line, which the detector does not match",
+	},
+	"github.com/opencontainers/go-digest@v1.0.0": {
+		license: "Apache-2.0",
+		why: "its code is under LICENSE, Apache-2.0; the detector reports only LICENSE.docs, " +
+			"CC-BY-SA-4.0, which covers its README and CONTRIBUTING files, nothing that is linked",
 	},
 }
 
@@ -196,7 +201,8 @@ func renderLicenses(first *bom, modules []*moduleLicense) []byte {
 	fmt.Fprintf(&buf, "The plugin itself is MPL-2.0 (the `LICENSE` file). Its release binaries\n"+
 		"link the modules below, as listed in each binary's SBOM (`*.sbom.json`).\n"+
 		"Licenses were detected from the module sources by %s;\n"+
-		"those marked * were read by a person because the detector named none.\n\n", toolName(first))
+		"those marked * were read by a person, because the detector named none\n"+
+		"or one that does not cover the code.\n\n", toolName(first))
 	buf.WriteString("| Module | Version | License | Binaries |\n|---|---|---|---|\n")
 	all := len(distinctPlatforms(modules))
 	for _, m := range modules {
@@ -214,7 +220,7 @@ func renderLicenses(first *bom, modules []*moduleLicense) []byte {
 	for _, m := range modules {
 		if m.overridden {
 			o := licenseOverrides[m.path+"@"+m.version]
-			notes = append(notes, fmt.Sprintf("- * %s %s: %s, %s.", m.path, m.version, o.license, o.why))
+			notes = append(notes, fmt.Sprintf("- %s %s (*): %s; %s.", m.path, m.version, o.license, o.why))
 		}
 	}
 	if len(notes) > 0 {

@@ -90,7 +90,7 @@ func TestRenderLicensesMergesPlatforms(t *testing.T) {
 		"| example.com/a | v1.0.0 | MIT | all |",
 		"| example.com/only-linux | v0.1.0 | ISC | linux/amd64 |",
 		"| github.com/hashicorp/go-metrics | v0.5.4 | MIT * | all |",
-		"- * github.com/hashicorp/go-metrics v0.5.4: MIT, its LICENSE is",
+		"- github.com/hashicorp/go-metrics v0.5.4 (*): MIT; its LICENSE is",
 	} {
 		if !strings.Contains(list, want) {
 			t.Errorf("license list lacks %q:\n%s", want, list)
