@@ -16,6 +16,8 @@ PLATFORMS      := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 TOOLS_DIR      ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/vault-plugin-secrets-manus/tools
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT  := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+CYCLONEDX_GOMOD_VERSION := v1.10.0
+CYCLONEDX_GOMOD := $(TOOLS_DIR)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)/cyclonedx-gomod
 SOAK_DURATION  ?= 60s
 FUZZTIME       ?= 60s
 BENCH_COUNT    ?= 6
@@ -88,8 +90,18 @@ $(GOLANGCI_LINT):
 tidycheck: ## Fail if go.mod or go.sum is not tidy
 	$(GO) mod tidy -diff
 
+# The SBOM of each binary comes from the module list in its build
+# information, so it names exactly what that binary links on its platform;
+# licenses are detected in the module sources (the tool runs `go mod
+# download`, which finds them in the module cache the build filled, and asks
+# the proxy in vain for the main module, unpublished under its placeholder
+# path). Its warnings are shown only if it fails: releasetool then reports
+# any module without a license. The notes name the commit, or "unknown"
+# outside git.
+COMMIT = $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with uncommitted changes)')
+
 .PHONY: release
-release: ## Static binaries for linux and darwin (amd64, arm64) and SHA256SUMS in dist/
+release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm64), their SBOMs, licenses, notes and SHA256SUMS in dist/
 	rm -rf $(DIST) && mkdir -p $(DIST)
 	@set -e; for platform in $(PLATFORMS); do \
 		os=$${platform%/*}; arch=$${platform#*/}; \
@@ -97,12 +109,23 @@ release: ## Static binaries for linux and darwin (amd64, arm64) and SHA256SUMS i
 		echo "building $$out"; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -buildvcs=false \
 			-ldflags "-s -w $(LDFLAGS)" -o $$out ./cmd/$(PLUGIN_NAME); \
+		echo "writing $$out.sbom.json with cyclonedx-gomod $(CYCLONEDX_GOMOD_VERSION)"; \
+		log=$$(GOOS=$$os GOARCH=$$arch $(CYCLONEDX_GOMOD) bin -json -licenses \
+			-version $(PLUGIN_VERSION) -output $$out.sbom.json $$out 2>&1) || { echo "$$log" >&2; exit 1; }; \
 	done
-	cd $(DIST) && sha256sum $(PLUGIN_NAME)_* > SHA256SUMS
+	$(GO) run ./internal/releasetool licenses -o $(DIST)/THIRD_PARTY_LICENSES.md $(DIST)/*.sbom.json
+	cd $(DIST) && sha256sum $(PLUGIN_NAME)_* THIRD_PARTY_LICENSES.md > SHA256SUMS
+	$(GO) run ./internal/releasetool notes -version $(VERSION) -changelog CHANGELOG.md \
+		-sums $(DIST)/SHA256SUMS -goversion "$$($(GO) env GOVERSION)" -commit "$(COMMIT)" \
+		-o $(DIST)/RELEASE_NOTES.md
 	@cat $(DIST)/SHA256SUMS
 
+$(CYCLONEDX_GOMOD):
+	@echo "installing cyclonedx-gomod $(CYCLONEDX_GOMOD_VERSION) from the Go module proxy into $(dir $@)"
+	GOBIN="$(dir $@)" $(GO) install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION)
+
 .PHONY: release-check
-release-check: release ## Build the release and check its names, checksums and version stamps
+release-check: release ## Build the release and check names, checksums, version stamps, SBOMs, licenses and notes
 	scripts/check-release.sh $(DIST) $(PLUGIN_NAME) $(VERSION) "$(PLATFORMS)"
 
 .PHONY: fmtcheck

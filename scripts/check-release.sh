@@ -5,18 +5,36 @@
 # -trimpath and the right GOOS/GOARCH, and the version stamped in (-trimpath
 # keeps -ldflags out of the build info, so the binary's strings are checked,
 # and the binary for this machine is asked with --version).
+#
+# Beside each binary, its CycloneDX SBOM (<binary>.sbom.json) must parse,
+# name the main module at the release version, the binary's Go version,
+# platform and SHA-256, list exactly the modules the binary links, and list
+# github.com/hashicorp/vault/sdk and golang.org/x/oauth2 at go.mod's versions.
+# THIRD_PARTY_LICENSES.md must match the SBOMs with every license allowed,
+# and RELEASE_NOTES.md must name the version, Go version, commit and every
+# checksum.
 set -euo pipefail
 dist=$1 plugin=$2 version=$3 platforms=$4
 
 fail() { echo "check-release: $*" >&2; exit 1; }
 
+tool=$(mktemp -d)
+trap 'rm -rf "$tool"' EXIT
+go build -o "$tool/releasetool" ./internal/releasetool
+module=$(go list -m)
+requires=()
+for mod in github.com/hashicorp/vault/sdk golang.org/x/oauth2; do
+	requires+=(-require "$(go list -m -f '{{.Path}}@{{.Version}}' "$mod")")
+done
+
 (cd "$dist" && sha256sum --check --strict --quiet SHA256SUMS) || fail "SHA256SUMS does not verify"
-expected=0
+expected=0 binaries=0 sboms=()
 for platform in $platforms; do
 	os=${platform%/*} arch=${platform#*/}
-	bin="$dist/${plugin}_${version}_${os}_${arch}"
+	name=${plugin}_${version}_${os}_${arch}
+	bin="$dist/$name"
 	[ -f "$bin" ] || fail "missing $bin"
-	grep -q " ${plugin}_${version}_${os}_${arch}\$" "$dist/SHA256SUMS" || fail "$bin is not in SHA256SUMS"
+	grep -q " $name\$" "$dist/SHA256SUMS" || fail "$bin is not in SHA256SUMS"
 	info=$(go version -m "$bin")
 	for want in "GOOS=$os" "GOARCH=$arch" "CGO_ENABLED=0" "-trimpath=true"; do
 		grep -q -- "$want" <<<"$info" || fail "$bin: build info lacks $want"
@@ -26,7 +44,30 @@ for platform in $platforms; do
 		reported=$("$bin" --version)
 		[ "$reported" = "v$version" ] || fail "$bin --version says $reported, want v$version"
 	fi
-	expected=$((expected + 1))
+
+	sbom="$bin.sbom.json"
+	[ -f "$sbom" ] || fail "missing $sbom"
+	grep -q " $name.sbom.json\$" "$dist/SHA256SUMS" || fail "$sbom is not in SHA256SUMS"
+	"$tool/releasetool" sbom -module "$module" -version "v$version" -binary "$bin" \
+		-os "$os" -arch "$arch" "${requires[@]}" "$sbom" || fail "$sbom is not in order"
+	sboms+=("$sbom")
+	expected=$((expected + 2)) binaries=$((binaries + 1))
 done
+
+licenses="$dist/THIRD_PARTY_LICENSES.md"
+grep -q " THIRD_PARTY_LICENSES.md\$" "$dist/SHA256SUMS" || fail "$licenses is not in SHA256SUMS"
+"$tool/releasetool" licenses -check -o "$licenses" "${sboms[@]}" || fail "$licenses is not in order"
+expected=$((expected + 1))
 [ "$(wc -l < "$dist/SHA256SUMS")" -eq "$expected" ] || fail "SHA256SUMS lists other files"
-echo "check-release: $expected binaries and SHA256SUMS for v$version are in order"
+
+notes="$dist/RELEASE_NOTES.md"
+[ -f "$notes" ] || fail "missing $notes"
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+for want in "# vault-plugin-secrets-manus v$version" "$(go env GOVERSION)" "commit $commit"; do
+	grep -qF -- "$want" "$notes" || fail "$notes does not name $want"
+done
+while read -r line; do
+	grep -qxF -- "$line" "$notes" || fail "$notes lacks the checksum line $line"
+done < "$dist/SHA256SUMS"
+
+echo "check-release: $binaries binaries with their SBOMs, the license list, SHA256SUMS and release notes for v$version are in order"
