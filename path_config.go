@@ -224,7 +224,7 @@ func (b *backend) storeReadMode(ctx context.Context, req *logical.Request, base,
 		return nil, err
 	}
 	if c := b.tokens.Load(); c != nil {
-		c.setLeasedReads(cfg.LeasedReads)
+		c.leasedReads.Store(cfg.LeasedReads) // the next read answers in it
 	}
 	b.mountLogger(req.MountPoint).Info("config written; read mode set, cached token kept", "leased_reads", cfg.LeasedReads)
 	return responseWithWarnings(cfg.warnings()), nil

@@ -228,9 +228,6 @@ func newTokenCache(minter tokenMinter, clock func() time.Time, opts tokenCacheOp
 	return c
 }
 
-// setLeasedReads switches the read mode; the next read answers in it.
-func (c *tokenCache) setLeasedReads(leased bool) { c.leasedReads.Store(leased) }
-
 // maxRereadSpread caps the window over which non-leased readers are told to
 // come back after the refresh point.
 const maxRereadSpread = time.Minute
