@@ -60,7 +60,7 @@ bench: ## Go benchmarks: read cost and upstream economy (figures in BENCHMARKS.m
 	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) .
 
 .PHONY: bench-vault
-bench-vault: ## Load test through a real Vault: manus/token vs KV v2 and manus/config
+bench-vault: ## Load test through a real Vault on Raft storage: leased and non-leased token reads vs KV v2 and manus/config
 	scripts/bench-vault.sh
 
 .PHONY: soak
