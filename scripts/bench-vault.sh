@@ -11,7 +11,9 @@
 # the others, the leases Vault holds afterwards under each token mount, and
 # the peak RSS of Vault and of the plugin; it also times a cold mount.
 # PROFILE=1 captures CPU profiles of Vault and of the plugin during a
-# leased token run.
+# leased token run. COMPARE_REF=<git ref> also builds the plugin as it was
+# at that ref, mounts it at manus-ref/ (leased reads, its only mode then)
+# and measures manus-ref/token in the same rounds, side by side.
 #
 # CONCURRENCY, DURATION, REPEAT tune the run; results land in .dev/bench/.
 set -euo pipefail
@@ -24,6 +26,7 @@ DURATION=${DURATION:-15s}
 REPEAT=${REPEAT:-3}
 PROFILE=${PROFILE:-0}
 STORAGE=${STORAGE:-raft}
+COMPARE_REF=${COMPARE_REF:-}
 pprof_addr=127.0.0.1:18611
 work_dir="$PWD/.dev/bench"
 # shellcheck source=scripts/lib.sh
@@ -35,6 +38,17 @@ vault_bin=$(scripts/ensure-vault.sh)
 rm -rf "$work_dir"
 build_binaries
 go build -o "$work_dir/manus-loadtest" ./cmd/manus-loadtest
+paths=(-path manus/token -path manus-nl/token)
+if [ -n "$COMPARE_REF" ]; then
+	echo "==> building the plugin at $COMPARE_REF for comparison"
+	git worktree add --detach -f "$work_dir/ref-src" "$COMPARE_REF" >/dev/null
+	(cd "$work_dir/ref-src" && CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-X github.com/manus-community/vault-plugin-secrets-manus.Version=$plugin_version" \
+		-o "$work_dir/plugins/$plugin_name-ref" ./cmd/$plugin_name)
+	git worktree remove --force "$work_dir/ref-src"
+	paths+=(-path manus-ref/token)
+fi
+paths+=(-path secret/data/bench -path manus/config)
 trap stop_all INT TERM EXIT
 start_standin "$client_id" "$client_secret" > "$work_dir/standin.log"
 case "$STORAGE" in
@@ -49,6 +63,13 @@ mount_manus "$client_id" "$client_secret"
 "$vault_bin" write manus-nl/config client_id="$client_id" client_secret="$client_secret" \
 	base_url="http://127.0.0.1:$STANDIN_PORT" leased_reads=false
 "$vault_bin" kv put -mount=secret bench value=0123456789abcdef0123456789abcdef >/dev/null
+if [ -n "$COMPARE_REF" ]; then
+	"$vault_bin" plugin register -sha256="$(sha256_of "$work_dir/plugins/$plugin_name-ref")" \
+		-version="$plugin_version" -command="$plugin_name-ref" secret "$plugin_name-ref"
+	"$vault_bin" secrets enable -path=manus-ref "$plugin_name-ref"
+	"$vault_bin" write manus-ref/config client_id="$client_id" client_secret="$client_secret" \
+		base_url="http://127.0.0.1:$STANDIN_PORT"
+fi
 
 if [ "$PROFILE" = 1 ]; then
 	echo "==> profiling a 20s manus/token run (Vault and plugin)"
@@ -66,7 +87,7 @@ fi
 
 echo "==> load test on $STORAGE storage: concurrency $CONCURRENCY, $DURATION per path, $REPEAT rounds"
 "$work_dir/manus-loadtest" \
-	-path manus/token -path manus-nl/token -path secret/data/bench -path manus/config \
+	"${paths[@]}" \
 	-lease-prefix manus/token/ -lease-prefix manus-nl/token/ \
 	-concurrency "$CONCURRENCY" -duration "$DURATION" -repeat "$REPEAT" \
 	-cold-mount manus-cold \
