@@ -426,3 +426,25 @@ func TestStatusAndProbeThroughCLI(t *testing.T) {
 		t.Fatalf("deleted credential: probe_ok=%v status=%v code=%v", status.Data["probe_ok"], status.Data["probe_http_status"], status.Data["probe_manus_code"])
 	}
 }
+
+// TestStatusShowsTheLeaseOfATunedMount: with the mount's max lease TTL tuned
+// below the token's life, a read gets that lease and status reports the
+// same, not the plugin's own request.
+func TestStatusShowsTheLeaseOfATunedMount(t *testing.T) {
+	t.Parallel()
+	v := startVault(t)
+	manus := startManus(t)
+	v.mountConfigured(manus)
+	v.mustVault("secrets", "tune", "-max-lease-ttl=30s", "manus/")
+
+	if tok := v.readSecret("manus/token"); tok.LeaseDuration != 30 {
+		t.Fatalf("a read on a mount tuned to 30s got a %ds lease", tok.LeaseDuration)
+	}
+	var status struct {
+		Data map[string]any `json:"data"`
+	}
+	v.vaultJSON(&status, "read", "manus/status")
+	if status.Data["token_lease_ttl"] != float64(30) {
+		t.Fatalf("status token_lease_ttl = %v, want the 30s a read gets", status.Data["token_lease_ttl"])
+	}
+}
