@@ -39,6 +39,8 @@ type backend struct {
 	storage logical.Storage
 	// stats counts this mount's mints, failures and reads.
 	stats mountStats
+	// metrics is the mount's own Prometheus registry (metrics.go).
+	metrics *mountMetrics
 
 	// mu serialises loading, replacing and dropping the token cache, so a
 	// config write and an invalidation cannot interleave.
@@ -92,6 +94,7 @@ func newBackend(clock func() time.Time) *backend {
 			b.pathConfig(),
 			b.pathToken(),
 			b.pathStatus(),
+			b.pathMetrics(),
 		},
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configStorageKey, tokenStorageKey},
@@ -100,6 +103,7 @@ func newBackend(clock func() time.Time) *backend {
 		Invalidate: b.invalidate,
 		Clean:      b.clean,
 	}
+	b.metrics = newMountMetrics(b)
 	return b
 }
 
@@ -132,6 +136,7 @@ func (b *backend) reloadStoredToken(ctx context.Context) {
 // clean runs when the mount is unmounted or the plugin reloaded.
 func (b *backend) clean(_ context.Context) {
 	b.replaceTokenCache(nil)
+	b.metrics.drop()
 }
 
 // replaceTokenCache installs c (nil to drop the cache) and closes the old one.

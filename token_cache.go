@@ -198,6 +198,7 @@ func (c *tokenCache) token(ctx context.Context) (tok *accessToken, warning strin
 	}
 	tok, err = c.refresh(ctx)
 	if err == nil {
+		c.stats.readsMinted.Add(1)
 		return tok, "", nil
 	}
 	// A mint cut short by a config change must not fall back to the token
