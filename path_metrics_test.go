@@ -317,3 +317,29 @@ func TestDurationHistogramBuckets(t *testing.T) {
 		t.Fatalf("cumulative buckets %v", buckets)
 	}
 }
+
+// TestMetricsScrapeDuringReads scrapes while reads mint and hit the cache,
+// for the race detector; the counts add up afterwards.
+func TestMetricsScrapeDuringReads(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20 {
+			resp, err := e.request(logical.ReadOperation, metricsPath, nil)
+			if err != nil || resp.Data[logical.HTTPStatusCode] != http.StatusOK {
+				t.Errorf("scrape during reads: %v", err)
+				return
+			}
+		}
+	}()
+	e.concurrentReads(16)
+	<-done
+	s := e.readMetrics()
+	cache, _ := s.value("vault_manus_token_reads_total", "outcome", "cache")
+	minted, _ := s.value("vault_manus_token_reads_total", "outcome", "minted")
+	if cache+minted != 16 || e.manus.Mints() != 1 {
+		t.Fatalf("reads from cache %v + minted %v != 16, or %d mints", cache, minted, e.manus.Mints())
+	}
+}

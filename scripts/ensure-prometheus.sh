@@ -9,7 +9,7 @@
 #
 # Prometheus 3.x is published to the module proxy as v0.3xx.y: v0.316.0 is
 # Prometheus 3.16.0. The module zip has no web UI assets; the server serves
-# its HTTP API without them (the UI pages answer 404), which is all the tests
+# its HTTP API without them (the UI pages answer with an error), which is all the tests
 # use. It is built with remove_all_sd, keeping only the file and HTTP service
 # discovery, which roughly halves the build.
 set -euo pipefail
