@@ -38,7 +38,7 @@ dev: ## Run a dev Vault with the plugin mounted at manus/, against a local Manus
 	scripts/dev.sh
 
 .PHONY: test
-test: fmtcheck vet lint tidycheck test-unit release-check test-e2e ## Run every check and test suite (what CI runs)
+test: fmtcheck vet lint tidycheck test-unit test-rules release-check test-e2e ## Run every check and test suite (what CI runs)
 
 .PHONY: racecheck
 racecheck:
@@ -51,9 +51,16 @@ test-unit: racecheck ## Unit tests with the race detector, and every benchmark r
 	$(GO) test -run '^$$' -bench . -benchtime=1x -count=1 .
 
 .PHONY: test-e2e
-test-e2e: racecheck ## End-to-end tests in a real Vault server, CLI and Agent (finds or builds Vault)
+test-e2e: racecheck ## End-to-end tests in a real Vault server, CLI, Agent and Prometheus (finds or builds them)
 	VAULT_BIN="$$(scripts/ensure-vault.sh)" && export VAULT_BIN && \
+		PROMETHEUS_BIN="$$(scripts/ensure-prometheus.sh)" && export PROMETHEUS_BIN && \
 		$(GO) test -race -tags e2e -count=1 -timeout 30m ./e2e/
+
+.PHONY: test-rules
+test-rules: ## promtool check and unit tests of the example alert rules in docs/prometheus (finds or builds Prometheus)
+	PROMETHEUS_BIN="$$(scripts/ensure-prometheus.sh)" && PROMTOOL="$$(dirname "$$PROMETHEUS_BIN")/promtool" && \
+		"$$PROMTOOL" check rules docs/prometheus/alerts.yml && \
+		"$$PROMTOOL" test rules docs/prometheus/alerts_test.yml
 
 .PHONY: bench
 bench: ## Go benchmarks: read cost and upstream economy (figures in BENCHMARKS.md)
@@ -140,6 +147,10 @@ fmt: ## Format the Go sources
 .PHONY: vault
 vault: ## Find or build the Vault binary the tests use and print its path
 	@scripts/ensure-vault.sh
+
+.PHONY: prometheus
+prometheus: ## Find or build the Prometheus server and promtool the tests use and print the server's path
+	@scripts/ensure-prometheus.sh
 
 .PHONY: clean
 clean: ## Remove build output

@@ -40,6 +40,8 @@ type backend struct {
 	storage logical.Storage
 	// stats counts this mount's mints, failures and reads.
 	stats mountStats
+	// metrics is the mount's own Prometheus registry (metrics.go).
+	metrics *mountMetrics
 
 	// mu serialises loading, replacing and dropping the token cache, so a
 	// config write and an invalidation cannot interleave.
@@ -102,6 +104,7 @@ func newBackend(clock func() time.Time) *backend {
 			b.pathConfig(),
 			b.pathToken(),
 			b.pathStatus(),
+			b.pathMetrics(),
 		},
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configStorageKey, tokenStorageKey},
@@ -110,6 +113,7 @@ func newBackend(clock func() time.Time) *backend {
 		Invalidate: b.invalidate,
 		Clean:      b.clean,
 	}
+	b.metrics = newMountMetrics(b)
 	return b
 }
 
@@ -142,6 +146,7 @@ func (b *backend) reloadStoredToken(ctx context.Context) {
 // clean runs when the mount is unmounted or the plugin reloaded.
 func (b *backend) clean(_ context.Context) {
 	b.replaceTokenCache(nil, errPluginStopped)
+	b.metrics.drop()
 }
 
 // replaceTokenCache installs c (nil to drop the cache) and closes the old

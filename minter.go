@@ -67,8 +67,10 @@ func (m *minter) mintToken(ctx context.Context) (*accessToken, error) {
 	started := time.Now()
 	for attempt := 1; ; attempt++ {
 		tok, err := m.client.mintToken(ctx)
+		m.stats.requests.record(err)
 		if err == nil {
 			m.stats.mints.Add(1)
+			m.stats.mintDuration.observe(time.Since(started))
 			m.logger.Info("minted a Manus access token", "client_id", m.clientID,
 				"expires_at", tok.expiresAtText(), "lifetime", tok.lifetime().String(),
 				"attempts", attempt, "took", since(started))
@@ -78,6 +80,7 @@ func (m *minter) mintToken(ctx context.Context) (*accessToken, error) {
 		m.stats.recordFailure(err, m.clock())
 		delay, retry := m.nextDelay(ctx, err, attempt)
 		if !retry {
+			m.stats.mintFailures.Add(1)
 			m.logger.Warn("minting a Manus access token failed", append(failureFields(err),
 				"client_id", m.clientID, "attempts", attempt, "took", since(started))...)
 			return nil, err
@@ -86,6 +89,7 @@ func (m *minter) mintToken(ctx context.Context) (*accessToken, error) {
 		m.logger.Debug("token request failed; retrying", append(failureFields(err),
 			"client_id", m.clientID, "attempt", attempt, "retry_in", delay.Round(time.Millisecond).String())...)
 		if m.policy.sleep(ctx, delay) != nil {
+			m.stats.mintFailures.Add(1)
 			return nil, err
 		}
 	}

@@ -79,6 +79,7 @@ func tokenResponseFields() map[string]*framework.FieldSchema {
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	cache, err := b.tokenCache(ctx, req)
 	if errors.Is(err, errNotConfigured) {
+		b.stats.readsFailed.Add(1)
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	if err != nil {
@@ -91,6 +92,7 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 		tok, warning, err = next.token(ctx)
 	}
 	if err != nil {
+		b.stats.readsFailed.Add(1)
 		return nil, readFailure(err)
 	}
 	now := b.clock()
@@ -98,6 +100,7 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 	if ttl == 0 {
 		// Never a zero TTL: Vault would apply the mount default (768h).
 		// Only a mint slower than the token's own short life gets here.
+		b.stats.readsFailed.Add(1)
 		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf(
 			"the token Manus issued expires at %s, too soon to lease; read again", tok.expiresAtText()))
 	}

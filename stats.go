@@ -16,6 +16,13 @@ type mountStats struct {
 	cacheHits      atomic.Int64 // reads served the cached token without minting
 	staleServes    atomic.Int64 // reads served a cached token after a refresh failed
 
+	// For the metrics path (metrics.go).
+	mintFailures atomic.Int64      // mints that failed, all attempts spent
+	readsMinted  atomic.Int64      // reads that waited for a mint and got its token
+	readsFailed  atomic.Int64      // token reads answered with an error
+	requests     requestCounts     // token requests by outcome and Manus code
+	mintDuration durationHistogram // how long successful mints took, retries included
+
 	mu        sync.Mutex
 	lastError *failureRecord
 }

@@ -302,6 +302,7 @@ func (c *tokenCache) token(ctx context.Context) (tok *accessToken, warning strin
 	}
 	tok, err = c.refresh(ctx)
 	if err == nil {
+		c.stats.readsMinted.Add(1)
 		return tok, "", nil
 	}
 	// A mint cut short by a config change, a delete or a reload must not

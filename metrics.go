@@ -1,0 +1,307 @@
+package manus
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+)
+
+// metricsNamespace prefixes every series the metrics path serves.
+const metricsNamespace = "vault_manus"
+
+// metricsFormat is the exposition format the metrics path answers in: the
+// Prometheus text format, which every Prometheus version scrapes. Vault does
+// not pass the scraper's Accept header to plugins, so there is nothing to
+// negotiate.
+var metricsFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
+
+// mintDurationBuckets are the histogram buckets, in seconds, for how long a
+// successful mint took, retries included; the last matches the 45s budget
+// of a whole mint (defaultRetryPolicy).
+var mintDurationBuckets = [...]float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 45}
+
+// mountMetrics is one mount's Prometheus registry. The plugin serves every
+// mount from one process, so nothing is registered globally: each backend
+// owns its registry and its collector reads that backend's state only.
+type mountMetrics struct {
+	registry  *prometheus.Registry
+	collector *mountCollector
+}
+
+func newMountMetrics(b *backend) *mountMetrics {
+	m := &mountMetrics{registry: prometheus.NewPedanticRegistry(), collector: newMountCollector(b)}
+	m.registry.MustRegister(m.collector)
+	return m
+}
+
+// drop unregisters the collector when the mount goes away, so a scrape
+// racing an unmount reports nothing rather than a dropped backend.
+func (m *mountMetrics) drop() {
+	m.registry.Unregister(m.collector)
+}
+
+// exposition gathers the mount's series in the text exposition format.
+func (m *mountMetrics) exposition() ([]byte, error) {
+	families, err := m.registry.Gather()
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, metricsFormat)
+	for _, mf := range families {
+		if err := enc.Encode(mf); err != nil {
+			return nil, err
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// metricDescs describes every series the collector emits. A new series is a
+// field here, a line in describe and a line in collect.
+type metricDescs struct {
+	buildInfo         *prometheus.Desc
+	mints             *prometheus.Desc
+	requests          *prometheus.Desc
+	retries           *prometheus.Desc
+	reads             *prometheus.Desc
+	mintDuration      *prometheus.Desc
+	backoff           *prometheus.Desc
+	backoffEnd        *prometheus.Desc
+	consecutiveFailed *prometheus.Desc
+	tokenCached       *prometheus.Desc
+	tokenExpiresIn    *prometheus.Desc
+	tokenRefreshDueIn *prometheus.Desc
+	lastMintTimestamp *prometheus.Desc
+	lastFailureAt     *prometheus.Desc
+	leasedReads       *prometheus.Desc
+}
+
+func newMetricDescs() metricDescs {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(metricsNamespace+"_"+name, help, labels, nil)
+	}
+	return metricDescs{
+		buildInfo:         desc("build_info", "Always 1; the version label is the plugin version serving this mount.", "version"),
+		mints:             desc("token_mints_total", "Token mints by outcome (success, failure); one mint is all the attempts, retries included, made to get one token. Counts from zero when the plugin process starts.", "outcome"),
+		requests:          desc("token_requests_total", "Requests to the Manus token endpoint by outcome and Manus error code (none: no code; other: a code not documented by Manus). Counts from zero when the plugin process starts.", "outcome", "manus_code"),
+		retries:           desc("token_request_retries_total", "Token requests that were retries of a failed one. Counts from zero when the plugin process starts."),
+		reads:             desc("token_reads_total", "Token reads by how they were answered: cache (the cached token, no mint), minted (after waiting for a new token), stale (the cached token after its refresh failed), failed (an error). Status probes count as reads. Counts from zero when the plugin process starts.", "outcome"),
+		mintDuration:      desc("token_mint_duration_seconds", "How long successful mints took, retries included, in seconds."),
+		backoff:           desc("failure_backoff", "1 while a failure back-off is in force (reads do not ask Manus for a token), else 0."),
+		backoffEnd:        desc("failure_backoff_end_timestamp_seconds", "When the failure back-off in force ends, in Unix seconds; absent when none is."),
+		consecutiveFailed: desc("consecutive_failed_mints", "Mints that failed in a row, all attempts spent; 0 after a successful mint or a config write."),
+		tokenCached:       desc("token_cached", "1 when the mount holds a cached token, else 0."),
+		tokenExpiresIn:    desc("token_expires_in_seconds", "Seconds until Manus stops accepting the cached token; 0 when none is cached or it has expired."),
+		tokenRefreshDueIn: desc("token_refresh_due_in_seconds", "Seconds until the cached token is due for refresh (the next read then mints); negative when overdue; absent when no token is cached."),
+		lastMintTimestamp: desc("last_successful_mint_timestamp_seconds", "When the cached token was minted, in Unix seconds (a token restored from storage keeps its mint time); absent when no token is cached."),
+		lastFailureAt:     desc("last_failed_request_timestamp_seconds", "When the last token request failed, in Unix seconds; absent until one has."),
+		leasedReads:       desc("leased_reads", "The read mode: 1 when token reads return a leased secret (leased_reads=true), 0 when they return the token without a lease; absent until the mount's config is loaded."),
+	}
+}
+
+func (d *metricDescs) describe(ch chan<- *prometheus.Desc) {
+	for _, desc := range []*prometheus.Desc{
+		d.buildInfo, d.mints, d.requests, d.retries, d.reads, d.mintDuration,
+		d.backoff, d.backoffEnd, d.consecutiveFailed, d.tokenCached,
+		d.tokenExpiresIn, d.tokenRefreshDueIn, d.lastMintTimestamp, d.lastFailureAt,
+		d.leasedReads,
+	} {
+		ch <- desc
+	}
+}
+
+// mountCollector reads a backend's counters and token cache when scraped; it
+// keeps no copy of either, so it can never disagree with the status path.
+type mountCollector struct {
+	b     *backend
+	descs metricDescs
+}
+
+func newMountCollector(b *backend) *mountCollector {
+	return &mountCollector{b: b, descs: newMetricDescs()}
+}
+
+func (c *mountCollector) Describe(ch chan<- *prometheus.Desc) { c.descs.describe(ch) }
+
+func (c *mountCollector) Collect(ch chan<- prometheus.Metric) {
+	c.collectCounters(ch)
+	c.collectCache(ch)
+}
+
+// collectCounters emits the build info and the counters in mountStats.
+func (c *mountCollector) collectCounters(ch chan<- prometheus.Metric) {
+	d, s := &c.descs, &c.b.stats
+	counter := func(desc *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+	}
+	ch <- prometheus.MustNewConstMetric(d.buildInfo, prometheus.GaugeValue, 1, c.b.RunningVersion)
+	counter(d.mints, s.mints.Load(), "success")
+	counter(d.mints, s.mintFailures.Load(), "failure")
+	for key, n := range s.requests.snapshot() {
+		counter(d.requests, n, key.outcome, key.code)
+	}
+	counter(d.retries, s.retries.Load())
+	counter(d.reads, s.cacheHits.Load(), "cache")
+	counter(d.reads, s.readsMinted.Load(), "minted")
+	counter(d.reads, s.staleServes.Load(), "stale")
+	counter(d.reads, s.readsFailed.Load(), "failed")
+	count, sum, buckets := s.mintDuration.snapshot()
+	ch <- prometheus.MustNewConstHistogram(d.mintDuration, count, sum, buckets)
+	if last := s.lastFailure(); last != nil {
+		ch <- prometheus.MustNewConstMetric(d.lastFailureAt, prometheus.GaugeValue, unixSeconds(last.at))
+	}
+}
+
+// collectCache emits the token cache's state as the status path reads it.
+// A mount not (yet) loaded, or not configured, reports no cached token.
+func (c *mountCollector) collectCache(ch chan<- prometheus.Metric) {
+	d := &c.descs
+	gauge := func(desc *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v)
+	}
+	var st cacheState
+	if cache := c.b.tokens.Load(); cache != nil {
+		st = cache.snapshot()
+		gauge(d.leasedReads, boolValue(cache.leasedReads.Load()))
+	}
+	now := c.b.clock()
+	gauge(d.backoff, boolValue(!st.backoffUntil.IsZero()))
+	if !st.backoffUntil.IsZero() {
+		gauge(d.backoffEnd, unixSeconds(st.backoffUntil))
+	}
+	gauge(d.consecutiveFailed, float64(st.failedMints))
+	gauge(d.tokenCached, boolValue(st.token != nil))
+	if st.token == nil {
+		gauge(d.tokenExpiresIn, 0)
+		return
+	}
+	gauge(d.tokenExpiresIn, float64(st.token.expiresIn(now)))
+	gauge(d.tokenRefreshDueIn, st.refreshAt.Sub(now).Seconds())
+	gauge(d.lastMintTimestamp, unixSeconds(st.token.MintedAt))
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// requestKey labels one token request's outcome.
+type requestKey struct{ outcome, code string }
+
+// requestCounts counts token requests by outcome and Manus code. Its zero
+// value is ready to use.
+type requestCounts struct {
+	mu sync.Mutex
+	n  map[requestKey]int64
+}
+
+// record counts one token request that ended with err (nil: a token).
+func (r *requestCounts) record(err error) {
+	key := requestOutcome(err)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[requestKey]int64{}
+	}
+	r.n[key]++
+}
+
+// snapshot copies the counts; a successful request is always present, so
+// the series exists from the first scrape.
+func (r *requestCounts) snapshot() map[requestKey]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[requestKey]int64{{outcome: "success", code: "none"}: 0}
+	for k, v := range r.n {
+		out[k] = v
+	}
+	return out
+}
+
+// requestOutcome is the label pair for a token request's result. The code
+// label takes only codes Manus or OAuth2 document, so an upstream cannot
+// grow the series without bound or put arbitrary text in a label.
+func requestOutcome(err error) requestKey {
+	if err == nil {
+		return requestKey{outcome: "success", code: "none"}
+	}
+	var upErr *upstreamError
+	if !errors.As(err, &upErr) {
+		return requestKey{outcome: "error", code: "none"}
+	}
+	return requestKey{outcome: failureOutcomes[upErr.kind], code: knownCode(upErr.code)}
+}
+
+var failureOutcomes = map[failureKind]string{
+	failRejected:    "rejected",
+	failRateLimited: "rate_limited",
+	failUnavailable: "unavailable",
+	failTimeout:     "timeout",
+	failConnection:  "unreachable",
+	failBadResponse: "bad_response",
+	failRedirect:    "redirect",
+}
+
+// documentedCodes are the error codes the Manus API documents (token
+// endpoint and gRPC-style codes) and the OAuth2 ones of RFC 6749 5.2.
+var documentedCodes = map[string]bool{
+	codeInvalidClient: true, codeInvalidRequest: true, codeInvalidGrantType: true,
+	"INVALID_ARGUMENT": true, "NOT_FOUND": true, "PERMISSION_DENIED": true, "FAILED_PRECONDITION": true,
+	"INTERNAL": true, "UNAVAILABLE": true, "DEADLINE_EXCEEDED": true, "RESOURCE_EXHAUSTED": true,
+	"UNAUTHENTICATED": true, "INVALID_GRANT": true, "UNAUTHORIZED_CLIENT": true,
+	"UNSUPPORTED_GRANT_TYPE": true, "INVALID_SCOPE": true, "TEMPORARILY_UNAVAILABLE": true, "SERVER_ERROR": true,
+}
+
+func knownCode(code string) string {
+	switch {
+	case code == "":
+		return "none"
+	case documentedCodes[code]:
+		return code
+	}
+	return "other"
+}
+
+// durationHistogram is a fixed-bucket histogram of durations (the mint
+// latency). Its zero value is ready to use, so mountStats needs no setup.
+type durationHistogram struct {
+	mu     sync.Mutex
+	counts [len(mintDurationBuckets)]uint64 // per bucket of mintDurationBuckets, not cumulative
+	count  uint64
+	sum    time.Duration
+}
+
+func (h *durationHistogram) observe(d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.count++
+	h.sum += d
+	for i, upper := range mintDurationBuckets {
+		if d.Seconds() <= upper {
+			h.counts[i]++
+			break
+		}
+	}
+}
+
+// snapshot returns the count, the sum in seconds and the cumulative bucket
+// counts, as prometheus.MustNewConstHistogram takes them.
+func (h *durationHistogram) snapshot() (uint64, float64, map[float64]uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	buckets := make(map[float64]uint64, len(mintDurationBuckets))
+	var cumulative uint64
+	for i, upper := range mintDurationBuckets {
+		cumulative += h.counts[i]
+		buckets[upper] = cumulative
+	}
+	return h.count, h.sum.Seconds(), buckets
+}
