@@ -191,19 +191,25 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 func (b *backend) storeConfig(ctx context.Context, req *logical.Request, base, cfg *manusConfig, cache *tokenCache) (*logical.Response, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if resp, err := b.writeConfigOverLocked(ctx, req, base, cfg); resp != nil || err != nil {
+		return resp, err
+	}
+	b.forgetStoredToken(ctx, req.Storage)
+	b.swapTokenCacheLocked(cache, errMountReconfigured)
+	return nil, nil
+}
+
+// writeConfigOverLocked stores cfg if the stored config is still base, and
+// otherwise stores nothing and answers why. b.mu must be held.
+func (b *backend) writeConfigOverLocked(ctx context.Context, req *logical.Request, base, cfg *manusConfig) (*logical.Response, error) {
 	current, err := readConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
 	if generationOf(current) != generationOf(base) {
-		return logical.ErrorResponse("nothing was stored: another write changed this mount's config while this one was being verified; read the config and write again"), nil
+		return logical.ErrorResponse("nothing was stored: another write changed this mount's config in the meantime (while this one was being verified); read the config and write again"), nil
 	}
-	if err := writeConfig(ctx, req.Storage, cfg); err != nil {
-		return nil, err
-	}
-	b.forgetStoredToken(ctx, req.Storage)
-	b.swapTokenCacheLocked(cache, errMountReconfigured)
-	return nil, nil
+	return nil, writeConfig(ctx, req.Storage, cfg)
 }
 
 // storeReadMode stores a config that differs from the stored one in the read
@@ -213,15 +219,8 @@ func (b *backend) storeConfig(ctx context.Context, req *logical.Request, base, c
 func (b *backend) storeReadMode(ctx context.Context, req *logical.Request, base, cfg *manusConfig) (*logical.Response, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	current, err := readConfig(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
-	if generationOf(current) != generationOf(base) {
-		return logical.ErrorResponse("nothing was stored: another write changed this mount's config meanwhile; read the config and write again"), nil
-	}
-	if err := writeConfig(ctx, req.Storage, cfg); err != nil {
-		return nil, err
+	if resp, err := b.writeConfigOverLocked(ctx, req, base, cfg); resp != nil || err != nil {
+		return resp, err
 	}
 	if c := b.tokens.Load(); c != nil {
 		c.leasedReads.Store(cfg.LeasedReads) // the next read answers in it
