@@ -21,6 +21,9 @@ CYCLONEDX_GOMOD := $(TOOLS_DIR)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)/cyclo
 SOAK_DURATION  ?= 60s
 FUZZTIME       ?= 60s
 BENCH_COUNT    ?= 6
+# The Vault versions `make test-compat` proves, oldest first; the README's
+# compatibility table records the last run of each.
+VAULT_VERSIONS ?= 1.16.3 1.19.0 1.21.0
 
 .DEFAULT_GOAL := help
 
@@ -54,6 +57,10 @@ test-unit: racecheck ## Unit tests with the race detector, and every benchmark r
 test-e2e: racecheck ## End-to-end tests in a real Vault server, CLI and Agent (finds or builds Vault)
 	VAULT_BIN="$$(scripts/ensure-vault.sh)" && export VAULT_BIN && \
 		$(GO) test -race -tags e2e -count=1 -timeout 30m ./e2e/
+
+.PHONY: test-compat
+test-compat: racecheck ## End-to-end suite against every Vault in VAULT_VERSIONS (builds each once; for releases)
+	scripts/test-compat.sh $(VAULT_VERSIONS)
 
 .PHONY: bench
 bench: ## Go benchmarks: read cost and upstream economy (figures in BENCHMARKS.md)
