@@ -29,6 +29,18 @@ version_of() {
 	"$1" version 2>/dev/null | sed -n 's/^Vault v\([0-9][0-9.]*\).*/\1/p' | head -n1
 }
 
+# sdk_override prints the released github.com/hashicorp/vault/sdk a Vault
+# release must be built with instead of the one its go.mod requires, when
+# that one lacks code the release's own (unreleased, in-tree) SDK had;
+# nothing when go.mod's is right. 1.16.x call OCSP settings
+# (VerifyConfig.OcspThisUpdateMaxAge, OcspMaxRetries) first released in
+# SDK v0.12.0, and 1.16.1 and later require the go-ldap that v0.12.0 expects.
+sdk_override() {
+	case $1 in
+	1.16.*) echo v0.12.0 ;;
+	esac
+}
+
 # at_least succeeds when version $1 >= version $2.
 at_least() {
 	[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
@@ -95,6 +107,11 @@ chmod -R u+w "$src"
 # The module zip lacks the api/ and sdk/ sub-modules these replace lines point
 # at; dropping them makes Go use the released versions go.mod already requires.
 sed -i -E '/^replace[[:space:]]+github\.com\/hashicorp\/vault\/(api|api\/auth\/approle|api\/auth\/kubernetes|api\/auth\/userpass|sdk)[[:space:]]+=>[[:space:]]+\.\//d' "$src/go.mod"
+sdk=$(sdk_override "$VAULT_BUILD_VERSION")
+if [ -n "$sdk" ]; then
+	log "using the released Vault SDK $sdk: the one v$VAULT_BUILD_VERSION's go.mod requires lacks code its own SDK had"
+	(cd "$src" && go mod edit -require="github.com/hashicorp/vault/sdk@$sdk")
+fi
 
 tmp_bin="$VAULT_CACHE_DIR/vault-$VAULT_BUILD_VERSION/vault.tmp"
 mkdir -p "$(dirname "$cached_bin")"
