@@ -21,6 +21,9 @@ CYCLONEDX_GOMOD := $(TOOLS_DIR)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)/cyclo
 SOAK_DURATION  ?= 60s
 FUZZTIME       ?= 60s
 BENCH_COUNT    ?= 6
+# The Vault versions `make test-compat` proves, oldest first; the README's
+# compatibility table records the last run of each.
+VAULT_VERSIONS ?= 1.16.3 1.21.0
 
 .DEFAULT_GOAL := help
 
@@ -61,6 +64,10 @@ test-rules: ## promtool check and unit tests of the example alert rules in docs/
 	PROMETHEUS_BIN="$$(scripts/ensure-prometheus.sh)" && PROMTOOL="$$(dirname "$$PROMETHEUS_BIN")/promtool" && \
 		"$$PROMTOOL" check rules docs/prometheus/alerts.yml && \
 		"$$PROMTOOL" test rules docs/prometheus/alerts_test.yml
+
+.PHONY: test-compat
+test-compat: racecheck ## End-to-end suite against every Vault in VAULT_VERSIONS (builds each once; for releases)
+	scripts/test-compat.sh $(VAULT_VERSIONS)
 
 .PHONY: bench
 bench: ## Go benchmarks: read cost and upstream economy (figures in BENCHMARKS.md)

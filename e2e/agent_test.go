@@ -64,17 +64,40 @@ func TestVaultAgentKeepsRenderedTokenValid(t *testing.T) {
 	}
 }
 
-// startAgent runs `vault agent` with token-file auto-auth and one template;
-// it is stopped when the test ends.
-func startAgent(t *testing.T, v *vaultServer, destination string) {
+// startAgent runs `vault agent` with token-file auto-auth, one template and
+// any extra configuration blocks, and waits for its first render; it is
+// stopped when the test ends.
+func startAgent(t *testing.T, v *vaultServer, destination string, extraConfig ...string) {
+	t.Helper()
+	exited, _ := launchAgent(t, v, agentConfig(t, v, "", destination)+strings.Join(extraConfig, "\n"))
+
+	// Wait for the first render, or fail early if the agent died.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if data, err := os.ReadFile(destination); err == nil && len(data) > 0 {
+			return
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("vault agent exited before rendering: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatal("vault agent rendered nothing within 30s")
+}
+
+// agentConfig is an Agent configuration with token-file auto-auth (the
+// server's root token) and one template rendering manus/token into
+// destination; vaultExtra goes inside the vault block.
+func agentConfig(t *testing.T, v *vaultServer, vaultExtra, destination string) string {
 	t.Helper()
 	tokenFile := filepath.Join(v.dir, "agent-token")
 	writeFile(t, tokenFile, v.token)
-	config := filepath.Join(v.dir, "agent.hcl")
-	writeFile(t, config, fmt.Sprintf(`
+	return fmt.Sprintf(`
 vault {
   address = %q
-}
+%s}
 
 auto_auth {
   method "token_file" {
@@ -89,7 +112,16 @@ template {
   destination = %q
   perms       = "0600"
 }
-`, v.addr, tokenFile, destination))
+`, v.addr, vaultExtra, tokenFile, destination)
+}
+
+// launchAgent starts `vault agent` with config and returns a channel that
+// receives its exit and the path of its log; the Agent is stopped when the
+// test ends, and its log shown if the test failed.
+func launchAgent(t *testing.T, v *vaultServer, config string) (chan error, string) {
+	t.Helper()
+	configPath := filepath.Join(v.dir, "agent.hcl")
+	writeFile(t, configPath, config)
 
 	logPath := filepath.Join(v.dir, "agent.log")
 	logFile, err := os.Create(logPath)
@@ -97,7 +129,7 @@ template {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, vaultBin, "agent", "-config="+config, "-log-level=debug")
+	cmd := exec.CommandContext(ctx, vaultBin, "agent", "-config="+configPath, "-log-level=debug")
 	cmd.Env = v.env()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = processAttrs()
@@ -119,19 +151,5 @@ template {
 			t.Logf("vault agent log:\n%s", data)
 		}
 	})
-
-	// Wait for the first render, or fail early if the agent died.
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if data, err := os.ReadFile(destination); err == nil && len(data) > 0 {
-			return
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("vault agent exited before rendering: %v", err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	t.Fatal("vault agent rendered nothing within 30s")
+	return exited, logPath
 }
