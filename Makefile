@@ -23,7 +23,7 @@ FUZZTIME       ?= 60s
 BENCH_COUNT    ?= 6
 # The Vault versions `make test-compat` proves, oldest first; the README's
 # compatibility table records the last run of each.
-VAULT_VERSIONS ?= 1.16.3 1.21.0
+VAULT_VERSIONS ?= 1.16.3 1.19.0 1.21.0
 
 .DEFAULT_GOAL := help
 
