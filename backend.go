@@ -96,6 +96,7 @@ func (b *backend) setup(ctx context.Context, conf *logical.BackendConfig) error 
 
 func newBackend(clock func() time.Time) *backend {
 	b := &backend{clock: clock, retry: defaultRetryPolicy}
+	b.stats.mintDuration = newMintDurationHistogram()
 	b.Backend = &framework.Backend{
 		BackendType:    logical.TypeLogical,
 		Help:           strings.TrimSpace(backendHelp),

@@ -22,26 +22,43 @@ var metricsFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
 // mintDurationBuckets are the histogram buckets, in seconds, for how long a
 // successful mint took, retries included; the last matches the 45s budget
 // of a whole mint (defaultRetryPolicy).
-var mintDurationBuckets = [...]float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 45}
+var mintDurationBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 45}
+
+// newMintDurationHistogram is one mount's mint-latency histogram. It lives
+// in mountStats, where the minter observes it, and is registered in the
+// mount's own registry beside the collector.
+func newMintDurationHistogram() prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: metricsNamespace,
+		Name:      "token_mint_duration_seconds",
+		Help:      "How long successful mints took, retries included, in seconds.",
+		Buckets:   mintDurationBuckets,
+	})
+}
 
 // mountMetrics is one mount's Prometheus registry. The plugin serves every
 // mount from one process, so nothing is registered globally: each backend
 // owns its registry and its collector reads that backend's state only.
 type mountMetrics struct {
-	registry  *prometheus.Registry
-	collector *mountCollector
+	registry   *prometheus.Registry
+	collectors []prometheus.Collector
 }
 
 func newMountMetrics(b *backend) *mountMetrics {
-	m := &mountMetrics{registry: prometheus.NewPedanticRegistry(), collector: newMountCollector(b)}
-	m.registry.MustRegister(m.collector)
+	m := &mountMetrics{
+		registry:   prometheus.NewPedanticRegistry(),
+		collectors: []prometheus.Collector{newMountCollector(b), b.stats.mintDuration},
+	}
+	m.registry.MustRegister(m.collectors...)
 	return m
 }
 
-// drop unregisters the collector when the mount goes away, so a scrape
+// drop unregisters the collectors when the mount goes away, so a scrape
 // racing an unmount reports nothing rather than a dropped backend.
 func (m *mountMetrics) drop() {
-	m.registry.Unregister(m.collector)
+	for _, c := range m.collectors {
+		m.registry.Unregister(c)
+	}
 }
 
 // exposition gathers the mount's series in the text exposition format.
@@ -68,7 +85,6 @@ type metricDescs struct {
 	requests          *prometheus.Desc
 	retries           *prometheus.Desc
 	reads             *prometheus.Desc
-	mintDuration      *prometheus.Desc
 	backoff           *prometheus.Desc
 	backoffEnd        *prometheus.Desc
 	consecutiveFailed *prometheus.Desc
@@ -90,7 +106,6 @@ func newMetricDescs() metricDescs {
 		requests:          desc("token_requests_total", "Requests to the Manus token endpoint by outcome and Manus error code (none: no code; other: a code not documented by Manus). Counts from zero when the plugin process starts.", "outcome", "manus_code"),
 		retries:           desc("token_request_retries_total", "Token requests that were retries of a failed one. Counts from zero when the plugin process starts."),
 		reads:             desc("token_reads_total", "Token reads by how they were answered: cache (the cached token, no mint), minted (after waiting for a new token), stale (the cached token after its refresh failed), failed (an error). Status probes count as reads. Counts from zero when the plugin process starts.", "outcome"),
-		mintDuration:      desc("token_mint_duration_seconds", "How long successful mints took, retries included, in seconds."),
 		backoff:           desc("failure_backoff", "1 while a failure back-off is in force (reads do not ask Manus for a token), else 0."),
 		backoffEnd:        desc("failure_backoff_end_timestamp_seconds", "When the failure back-off in force ends, in Unix seconds; absent when none is."),
 		consecutiveFailed: desc("consecutive_failed_mints", "Mints that failed in a row, all attempts spent; 0 after a successful mint or a config write."),
@@ -105,7 +120,7 @@ func newMetricDescs() metricDescs {
 
 func (d *metricDescs) describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{
-		d.buildInfo, d.mints, d.requests, d.retries, d.reads, d.mintDuration,
+		d.buildInfo, d.mints, d.requests, d.retries, d.reads,
 		d.backoff, d.backoffEnd, d.consecutiveFailed, d.tokenCached,
 		d.tokenExpiresIn, d.tokenRefreshDueIn, d.lastMintTimestamp, d.lastFailureAt,
 		d.leasedReads,
@@ -149,8 +164,6 @@ func (c *mountCollector) collectCounters(ch chan<- prometheus.Metric) {
 	counter(d.reads, s.readsMinted.Load(), "minted")
 	counter(d.reads, s.staleServes.Load(), "stale")
 	counter(d.reads, s.readsFailed.Load(), "failed")
-	count, sum, buckets := s.mintDuration.snapshot()
-	ch <- prometheus.MustNewConstHistogram(d.mintDuration, count, sum, buckets)
 	if last := s.lastFailure(); last != nil {
 		ch <- prometheus.MustNewConstMetric(d.lastFailureAt, prometheus.GaugeValue, unixSeconds(last.at))
 	}
@@ -268,40 +281,4 @@ func knownCode(code string) string {
 		return code
 	}
 	return "other"
-}
-
-// durationHistogram is a fixed-bucket histogram of durations (the mint
-// latency). Its zero value is ready to use, so mountStats needs no setup.
-type durationHistogram struct {
-	mu     sync.Mutex
-	counts [len(mintDurationBuckets)]uint64 // per bucket of mintDurationBuckets, not cumulative
-	count  uint64
-	sum    time.Duration
-}
-
-func (h *durationHistogram) observe(d time.Duration) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.count++
-	h.sum += d
-	for i, upper := range mintDurationBuckets {
-		if d.Seconds() <= upper {
-			h.counts[i]++
-			break
-		}
-	}
-}
-
-// snapshot returns the count, the sum in seconds and the cumulative bucket
-// counts, as prometheus.MustNewConstHistogram takes them.
-func (h *durationHistogram) snapshot() (uint64, float64, map[float64]uint64) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	buckets := make(map[float64]uint64, len(mintDurationBuckets))
-	var cumulative uint64
-	for i, upper := range mintDurationBuckets {
-		cumulative += h.counts[i]
-		buckets[upper] = cumulative
-	}
-	return h.count, h.sum.Seconds(), buckets
 }

@@ -70,7 +70,7 @@ func (m *minter) mintToken(ctx context.Context) (*accessToken, error) {
 		m.stats.requests.record(err)
 		if err == nil {
 			m.stats.mints.Add(1)
-			m.stats.mintDuration.observe(time.Since(started))
+			m.stats.mintDuration.Observe(time.Since(started).Seconds())
 			m.logger.Info("minted a Manus access token", "client_id", m.clientID,
 				"expires_at", tok.expiresAtText(), "lifetime", tok.lifetime().String(),
 				"attempts", attempt, "took", since(started))

@@ -305,11 +305,19 @@ func TestRequestOutcomeLabels(t *testing.T) {
 }
 
 func TestDurationHistogramBuckets(t *testing.T) {
-	var h durationHistogram
-	h.observe(30 * time.Millisecond)
-	h.observe(700 * time.Millisecond)
-	h.observe(time.Minute) // past the last bucket: only in +Inf
-	count, sum, buckets := h.snapshot()
+	h := newMintDurationHistogram()
+	h.Observe((30 * time.Millisecond).Seconds())
+	h.Observe((700 * time.Millisecond).Seconds())
+	h.Observe(time.Minute.Seconds()) // past the last bucket: only in +Inf
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	count, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+	buckets := map[float64]uint64{}
+	for _, b := range m.GetHistogram().GetBucket() {
+		buckets[b.GetUpperBound()] = b.GetCumulativeCount()
+	}
 	if count != 3 || sum < 60.7 || sum > 60.8 {
 		t.Fatalf("count %d sum %v", count, sum)
 	}

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // mountStats counts what one mount's backend has done since the plugin
@@ -17,11 +19,11 @@ type mountStats struct {
 	staleServes    atomic.Int64 // reads served a cached token after a refresh failed
 
 	// For the metrics path (metrics.go).
-	mintFailures atomic.Int64      // mints that failed, all attempts spent
-	readsMinted  atomic.Int64      // reads that waited for a mint and got its token
-	readsFailed  atomic.Int64      // token reads answered with an error
-	requests     requestCounts     // token requests by outcome and Manus code
-	mintDuration durationHistogram // how long successful mints took, retries included
+	mintFailures atomic.Int64         // mints that failed, all attempts spent
+	readsMinted  atomic.Int64         // reads that waited for a mint and got its token
+	readsFailed  atomic.Int64         // token reads answered with an error
+	requests     requestCounts        // token requests by outcome and Manus code
+	mintDuration prometheus.Histogram // how long successful mints took, retries included (newMintDurationHistogram)
 
 	mu        sync.Mutex
 	lastError *failureRecord
