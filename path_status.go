@@ -96,8 +96,9 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, data
 		return nil, err
 	}
 	st := cache.snapshot()
-	st.leaseTTL = b.grantedLeaseTTL(st.leaseTTL)
-	if !cfg.LeasedReads {
+	if cfg.LeasedReads {
+		st.leaseTTL = b.grantedLeaseTTL(st.leaseTTL)
+	} else {
 		st.leaseTTL = 0 // reads get no lease
 	}
 	addCacheStatus(status, st, b.clock())
