@@ -4,10 +4,8 @@
 # `make test` runs every test suite. `make help` lists all targets.
 
 PLUGIN_NAME    := vault-plugin-secrets-manus
-MODULE         := github.com/manus-community/vault-plugin-secrets-manus
 VERSION        := $(shell tr -d '[:space:]' < VERSION)
 PLUGIN_VERSION := v$(VERSION)
-LDFLAGS        := -X $(MODULE).Version=$(PLUGIN_VERSION)
 GO             ?= go
 DIST           := dist
 PLATFORMS      := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
@@ -33,7 +31,7 @@ help: ## List the targets
 
 .PHONY: build
 build: ## Build the plugin into bin/ with the version stamped
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/$(PLUGIN_NAME) ./cmd/$(PLUGIN_NAME)
+	GO=$(GO) scripts/build-plugin.sh bin/$(PLUGIN_NAME) $(PLUGIN_VERSION)
 	@echo "bin/$(PLUGIN_NAME) $(PLUGIN_VERSION) sha256 $$(sha256sum bin/$(PLUGIN_NAME) | cut -d' ' -f1)"
 
 .PHONY: dev
@@ -121,8 +119,8 @@ release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm6
 		os=$${platform%/*}; arch=$${platform#*/}; \
 		out=$(DIST)/$(PLUGIN_NAME)_$(VERSION)_$${os}_$${arch}; \
 		echo "building $$out"; \
-		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -buildvcs=false \
-			-ldflags "-s -w $(LDFLAGS)" -o $$out ./cmd/$(PLUGIN_NAME); \
+		GO=$(GO) GOOS=$$os GOARCH=$$arch EXTRA_LDFLAGS="-s -w" EXTRA_BUILD_FLAGS=-buildvcs=false \
+			scripts/build-plugin.sh $$out $(PLUGIN_VERSION); \
 		echo "writing $$out.sbom.json with cyclonedx-gomod $(CYCLONEDX_GOMOD_VERSION)"; \
 		log=$$(GOOS=$$os GOARCH=$$arch $(CYCLONEDX_GOMOD) bin -json -licenses \
 			-version $(PLUGIN_VERSION) -output $$out.sbom.json $$out 2>&1) || { echo "$$log" >&2; exit 1; }; \

@@ -16,9 +16,9 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// Version is the plugin's version, stamped at build time with
-// -ldflags "-X github.com/manus-community/vault-plugin-secrets-manus.Version=vX.Y.Z".
-// It must equal the -version given to `vault plugin register`.
+// Version is the plugin's version ("v" + the VERSION file), stamped at
+// build time by scripts/build-plugin.sh with -ldflags -X. It must equal the
+// -version given to `vault plugin register`.
 var Version = "v0.0.0-dev"
 
 // operationPrefixManus prefixes every OpenAPI operation ID.
@@ -130,38 +130,42 @@ func (b *backend) invalidate(ctx context.Context, key string) {
 	}
 }
 
-func (b *backend) reloadStoredToken(ctx context.Context) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	c := b.tokens.Load()
-	if c == nil || b.storage == nil {
-		return // the next read loads config and token anyway
-	}
-	cfg, err := readConfig(ctx, b.storage)
-	if err != nil || cfg == nil {
-		return
-	}
-	b.restoreStoredToken(ctx, b.storage, c, cfg)
-}
-
 // clean runs when the mount is unmounted or the plugin reloaded.
 func (b *backend) clean(_ context.Context) {
 	b.replaceTokenCache(nil, errPluginStopped)
 	b.metrics.drop()
 }
 
-// replaceTokenCache installs c (nil to drop the cache) and closes the old
-// one, telling readers waiting on its mint why.
-func (b *backend) replaceTokenCache(c *tokenCache, why *cacheClosedError) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.swapTokenCacheLocked(c, why)
+// servedToken is what one read of the mount's token got.
+type servedToken struct {
+	token *accessToken
+	// warning is non-empty when token is a cached one served because its
+	// refresh failed.
+	warning string
+	// cache served it; its read mode and refresh schedule shape the answer.
+	cache *tokenCache
 }
 
-func (b *backend) swapTokenCacheLocked(c *tokenCache, why *cacheClosedError) {
-	if old := b.tokens.Swap(c); old != nil {
-		old.close(why)
+// readToken gets the mount's token for one read; the token path and the
+// status probe both read through it. The cache is built from storage on
+// first use. A read whose mint was cut short because a config write replaced
+// the cache goes on once with the new cache rather than failing; after a
+// config delete or an unmount there is none, and the read gets why.
+//
+// Errors: errNotConfigured, a storage error, or what tokenCache.token
+// returns (an *upstreamError, *backoffError, *mintInProgressError or
+// *cacheClosedError).
+func (b *backend) readToken(ctx context.Context, req *logical.Request) (servedToken, error) {
+	cache, err := b.tokenCache(ctx, req)
+	if err != nil {
+		return servedToken{}, err
 	}
+	tok, warning, err := cache.token(ctx)
+	if next := b.tokens.Load(); errors.Is(err, errMountReconfigured) && next != nil && next != cache {
+		cache = next
+		tok, warning, err = cache.token(ctx)
+	}
+	return servedToken{token: tok, warning: warning, cache: cache}, err
 }
 
 // tokenCache returns the mount's cache, building it from storage if needed.
@@ -216,54 +220,17 @@ func (b *backend) mountLogger(mount string) hclog.Logger {
 	return b.Logger().With("mount", mount)
 }
 
-// restoreStoredToken seeds c with the persisted token if it was minted with
-// this config and can still back a lease. Failing to read it costs a mint,
-// not the read.
-func (b *backend) restoreStoredToken(ctx context.Context, s logical.Storage, c *tokenCache, cfg *manusConfig) {
-	st, err := readStoredToken(ctx, s)
-	if err != nil {
-		b.Logger().Warn("could not read the persisted token; the next read mints a new one", "error", err)
-		return
-	}
-	if st == nil || st.ConfigGeneration != cfg.Generation {
-		return
-	}
-	tok := st.token()
-	if !tok.servableAt(b.clock()) {
-		b.Logger().Debug("the persisted token is too close to expiry to reuse")
-		return
-	}
-	if c.restore(tok) {
-		c.logger.Info("reusing the persisted Manus access token", "expires_at", tok.expiresAtText())
-	}
+// replaceTokenCache installs c (nil to drop the cache) and closes the old
+// one, telling readers waiting on its mint why.
+func (b *backend) replaceTokenCache(c *tokenCache, why *cacheClosedError) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.swapTokenCacheLocked(c, why)
 }
 
-// persistToken stores a newly minted token so restarts and other nodes
-// reuse it, if the stored config is still the one it was minted with.
-// Best-effort: a read-only node or a storage fault only costs a mint later,
-// never the read that minted it.
-func (b *backend) persistToken(logger hclog.Logger, tok *accessToken, generation string) {
-	if b.storage == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	b.persistMu.Lock()
-	defer b.persistMu.Unlock()
-	cfg, err := readConfig(ctx, b.storage)
-	if err == nil && (cfg == nil || cfg.Generation != generation) {
-		logger.Debug("not persisting the token: the config it was minted with has been replaced")
-		return
-	}
-	if err == nil {
-		err = writeStoredToken(ctx, b.storage, tok, generation)
-	}
-	switch {
-	case err == nil:
-	case isReadOnly(err):
-		logger.Debug("not persisting the token: storage is read-only on this node")
-	default:
-		logger.Warn("could not persist the token; it stays cached in memory", "error", err)
+func (b *backend) swapTokenCacheLocked(c *tokenCache, why *cacheClosedError) {
+	if old := b.tokens.Swap(c); old != nil {
+		old.close(why)
 	}
 }
 

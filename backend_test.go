@@ -1,289 +1,17 @@
 package manus
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
 )
-
-const (
-	testClientID     = "tm_RRa7dgjD_AFhru6AnZJ8W"
-	testClientSecret = "a1b2c3d4e5f6789012345678901234567890abcdef1234567890abcdef123456"
-)
-
-// testRetryPolicy keeps the default attempts and budget with delays short
-// enough for unit tests.
-var testRetryPolicy = retryPolicy{
-	attempts:  defaultRetryPolicy.attempts,
-	baseDelay: time.Millisecond,
-	maxDelay:  4 * time.Millisecond,
-	budget:    defaultRetryPolicy.budget,
-	sleep:     sleepContext,
-}
-
-// testClock is an injected clock the tests move by hand.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock {
-	return &testClock{now: time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// syncBuffer collects the backend's log output from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// testEnv is a backend on in-memory storage with an injected clock, talking
-// to a strict stand-in for Manus over loopback HTTP.
-type testEnv struct {
-	t       testing.TB
-	b       *backend
-	storage logical.Storage
-	clock   *testClock
-	manus   *standin.Server
-	baseURL string
-	logs    *syncBuffer
-	// system, when set, is the system view Vault gives the next backend.
-	system logical.SystemView
-}
-
-func newTestEnv(t testing.TB) *testEnv {
-	t.Helper()
-	manus := standin.New()
-	manus.AddClient(testClientID, testClientSecret)
-	server := httptest.NewServer(manus)
-	t.Cleanup(server.Close)
-
-	e := &testEnv{
-		t:       t,
-		storage: &logical.InmemStorage{},
-		clock:   newTestClock(),
-		manus:   manus,
-		baseURL: server.URL,
-		logs:    &syncBuffer{},
-	}
-	e.b = e.newBackend()
-	t.Cleanup(func() {
-		e.b.Clean(context.Background())
-		e.assertNoContractViolations()
-		e.assertLogsHoldNoSecrets()
-	})
-	return e
-}
-
-// secondMount is another mount of the same plugin process: its own storage
-// and backend, the same Manus, clock and log.
-func (e *testEnv) secondMount() *testEnv {
-	other := *e
-	other.storage = &logical.InmemStorage{}
-	other.b = other.newBackend()
-	e.t.Cleanup(func() { other.b.Clean(context.Background()) })
-	return &other
-}
-
-// newBackend builds a backend on the env's storage, as Vault does for a
-// mount on a plugin reload or on another node.
-func (e *testEnv) newBackend() *backend {
-	e.t.Helper()
-	b := newBackend(e.clock.Now)
-	b.retry = testRetryPolicy
-	conf := logical.TestBackendConfig()
-	conf.StorageView = e.storage
-	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: e.logs})
-	if e.system != nil {
-		conf.System = e.system
-	}
-	if err := b.setup(context.Background(), conf); err != nil {
-		e.t.Fatal(err)
-	}
-	return b
-}
-
-func (e *testEnv) request(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
-	return e.b.HandleRequest(context.Background(), &logical.Request{
-		Operation:  op,
-		Path:       path,
-		Data:       data,
-		Storage:    e.storage,
-		MountPoint: "manus/",
-	})
-}
-
-// writeConfig writes config as the CLI would: create on a fresh mount,
-// update afterwards.
-func (e *testEnv) writeConfig(data map[string]any) (*logical.Response, error) {
-	var op logical.Operation = logical.UpdateOperation
-	if cfg, err := readConfig(context.Background(), e.storage); err == nil && cfg == nil {
-		op = logical.CreateOperation
-	}
-	return e.request(op, "config", data)
-}
-
-func (e *testEnv) validConfig() map[string]any {
-	return map[string]any{
-		"client_id":     testClientID,
-		"client_secret": testClientSecret,
-		"base_url":      e.baseURL,
-	}
-}
-
-// configure writes a valid config and fails the test if that fails.
-func (e *testEnv) configure(extra map[string]any) {
-	e.t.Helper()
-	data := e.validConfig()
-	for k, v := range extra {
-		data[k] = v
-	}
-	resp, err := e.writeConfig(data)
-	requireOK(e.t, resp, err)
-}
-
-// readToken reads <mount>/token and fails the test on error, or if the
-// answer is not in the stored config's read mode: a leased secret, or data
-// without one.
-func (e *testEnv) readToken() *logical.Response {
-	e.t.Helper()
-	resp, err := e.request(logical.ReadOperation, "token", nil)
-	requireOK(e.t, resp, err)
-	cfg, _ := readConfig(context.Background(), e.storage)
-	switch leased := cfg == nil || cfg.LeasedReads; {
-	case resp == nil || resp.Data["access_token"] == nil:
-		e.t.Fatalf("token read returned no token: %#v", resp)
-	case leased && resp.Secret == nil:
-		e.t.Fatalf("a leased read returned no leased secret: %#v", resp)
-	case !leased && resp.Secret != nil:
-		e.t.Fatalf("a non-leased read returned a lease: %#v", resp.Secret)
-	}
-	return resp
-}
-
-// concurrentReads runs n token reads at once and returns the tokens they
-// got; a failed read fails the test.
-func (e *testEnv) concurrentReads(n int) []string {
-	tokens := make([]string, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := e.request(logical.ReadOperation, "token", nil)
-			if err != nil || resp == nil || resp.IsError() || resp.Data["access_token"] == nil {
-				e.t.Errorf("concurrent read %d failed: %v", i, err)
-				return
-			}
-			tokens[i] = accessTokenOf(resp)
-		}()
-	}
-	wg.Wait()
-	return tokens
-}
-
-// readTokenError reads <mount>/token expecting a failure and returns its
-// HTTP status and message.
-func (e *testEnv) readTokenError() (int, string) {
-	e.t.Helper()
-	resp, err := e.request(logical.ReadOperation, "token", nil)
-	return failureOf(e.t, resp, err)
-}
-
-func (e *testEnv) assertNoContractViolations() {
-	if v := e.manus.Violations(); len(v) > 0 {
-		e.t.Errorf("the plugin broke the token endpoint contract: %q", v)
-	}
-}
-
-func (e *testEnv) assertLogsHoldNoSecrets() {
-	logs := e.logs.String()
-	if strings.Contains(logs, testClientSecret) {
-		e.t.Errorf("the client secret appears in the plugin log")
-	}
-	for _, tok := range e.manus.Issued() {
-		if strings.Contains(logs, tok) {
-			e.t.Errorf("an access token appears in the plugin log")
-		}
-	}
-}
-
-func requireOK(t testing.TB, resp *logical.Response, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatalf("unexpected error: %v", err)
-	}
-	if resp != nil && resp.IsError() {
-		t.Fatalf("unexpected error response: %v", resp.Error())
-	}
-}
-
-// failureOf returns the HTTP status Vault would send for a failed request
-// and its message; it fails the test if the request succeeded.
-func failureOf(t testing.TB, resp *logical.Response, err error) (int, string) {
-	t.Helper()
-	var coded logical.HTTPCodedError
-	switch {
-	case errors.As(err, &coded):
-		return coded.Code(), coded.Error()
-	case err != nil:
-		return http.StatusInternalServerError, err.Error()
-	case resp != nil && resp.IsError():
-		return http.StatusBadRequest, resp.Error().Error()
-	}
-	t.Fatalf("expected the request to fail, but it succeeded (fields %v)", keysOf(resp))
-	return 0, ""
-}
-
-func keysOf(resp *logical.Response) []string {
-	if resp == nil {
-		return nil
-	}
-	keys := make([]string, 0, len(resp.Data))
-	for k := range resp.Data {
-		keys = append(keys, k)
-	}
-	return keys
-}
-
-func accessTokenOf(resp *logical.Response) string {
-	return resp.Data["access_token"].(string)
-}
 
 func TestFactoryReportsRunningVersion(t *testing.T) {
 	conf := logical.TestBackendConfig()
@@ -391,18 +119,6 @@ func TestCleanDropsCachedToken(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after five seconds.
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for a condition")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // hasMonotonicReading reports whether t carries Go's monotonic clock
 // reading, which time.Time.String shows as "m=±...".
 func hasMonotonicReading(t time.Time) bool { return strings.Contains(t.String(), " m=") }
@@ -454,5 +170,73 @@ func TestMintedTokenFollowsTheWallClock(t *testing.T) {
 			t.Fatalf("expires_in %v disagrees with expires_at %s at %s by %s", resp.Data["expires_in"], expiresAt, now, gap)
 		}
 		time.Sleep(600 * time.Millisecond)
+	}
+}
+
+func TestColdReadsAfterReloadShareOneCacheAndMint(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.b.Clean(context.Background()) // as after a plugin reload: nothing loaded
+	e.b = e.newBackend()
+	e.manus.FailNext(stall(200 * time.Millisecond))
+
+	e.concurrentReads(100)
+	if e.manus.Requests() != 1 {
+		t.Fatalf("100 cold reads on a fresh backend made %d token requests, want 1", e.manus.Requests())
+	}
+}
+
+func TestConfigWriteDuringRefreshNeverServesOldToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	old := e.manus.Issued()[0]
+	e.clock.Advance(55 * time.Minute) // due for refresh, still servable
+	e.manus.FailNext(stall(500 * time.Millisecond))
+
+	got := make(chan *logical.Response, 1)
+	go func() {
+		resp, _ := e.request(logical.ReadOperation, "token", nil)
+		got <- resp
+	}()
+	time.Sleep(100 * time.Millisecond) // the refresh is in flight
+	resp, err := e.writeConfig(map[string]any{"request_timeout": 5, "verify_credentials": false})
+	requireOK(t, resp, err)
+
+	read := <-got
+	if read == nil || read.IsError() {
+		t.Fatal("the read cut short by the config change failed; it should read again from the new config")
+	}
+	if accessTokenOf(read) == old || len(read.Warnings) != 0 {
+		t.Fatal("a read finished after the config change was served the old credentials' token")
+	}
+}
+
+// TestStatusProbeReadsThroughAConfigChange: the status probe gets its token
+// as a token read does, so a config write that replaces the cache while the
+// probe waits on a mint costs the probe nothing either.
+func TestStatusProbeReadsThroughAConfigChange(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.clock.Advance(55 * time.Minute) // due for refresh, still servable
+	e.manus.FailNext(stall(500 * time.Millisecond))
+
+	got := make(chan *logical.Response, 1)
+	go func() {
+		resp, _ := e.request(logical.ReadOperation, "status", map[string]any{"probe": true})
+		got <- resp
+	}()
+	time.Sleep(100 * time.Millisecond) // the probe's refresh is in flight
+	resp, err := e.writeConfig(map[string]any{"request_timeout": 5, "verify_credentials": false})
+	requireOK(t, resp, err)
+
+	status := <-got
+	if status == nil || status.IsError() {
+		t.Fatalf("status read failed: %v", status)
+	}
+	if status.Data["probe_ok"] != true {
+		t.Fatalf("probe_ok = %v, probe_error = %q; the probe should read again from the new config", status.Data["probe_ok"], status.Data["probe_error"])
+	}
+	if e.manus.Mints() != 2 {
+		t.Fatalf("%d mints, want 2 (the first config's and the new one's)", e.manus.Mints())
 	}
 }

@@ -2,7 +2,9 @@ package manus
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -46,6 +48,16 @@ type manusConfig struct {
 	Generation string `json:"generation"`
 }
 
+// newConfigGeneration tags one written config; the token stored with it
+// carries the same tag.
+func newConfigGeneration() string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return hex.EncodeToString(b)
+}
+
 // shortDuration prints 12h rather than 12h0m0s in messages.
 func shortDuration(d time.Duration) string {
 	s := d.String()
@@ -76,10 +88,6 @@ func (c *manusConfig) sameUpstreamAs(other *manusConfig) bool {
 	a.LeasedReads, b.LeasedReads = false, false
 	a.Generation, b.Generation = "", ""
 	return a == b
-}
-
-func (c *manusConfig) tokenURL() string {
-	return strings.TrimRight(c.BaseURL, "/") + tokenEndpointPath
 }
 
 // fieldError names the field at fault; it becomes a 400 for the writer.

@@ -54,7 +54,7 @@ func FuzzTokenResponse(f *testing.F) {
 			clock:          func() time.Time { return now },
 			logger:         hclog.NewNullLogger(),
 		}
-		client.oauth = (&manusConfig{ClientID: "tm_fuzz", ClientSecret: secret, BaseURL: "https://api.manus.im"}).oauthConfig()
+		client.oauth = clientCredentialsConfig("tm_fuzz", secret, client.tokenURL)
 
 		tok, err := client.mintToken(context.Background())
 		if err != nil {

@@ -47,17 +47,20 @@ type manusClient struct {
 	logger         hclog.Logger
 }
 
-// newManusClient builds the client for cfg; logger takes its debug notes
+// newManusClient builds the client for cfg: the client reads the config,
+// the config knows nothing of the client. logger takes its debug notes
 // about odd but usable token responses.
 func newManusClient(cfg *manusConfig, clock func() time.Time, logger hclog.Logger) (*manusClient, error) {
 	transport, err := newTransport(cfg.CACert)
 	if err != nil {
 		return nil, err
 	}
+	baseURL := strings.TrimRight(cfg.BaseURL, "/")
+	tokenURL := baseURL + tokenEndpointPath
 	return &manusClient{
-		oauth:          cfg.oauthConfig(),
-		baseURL:        strings.TrimRight(cfg.BaseURL, "/"),
-		tokenURL:       cfg.tokenURL(),
+		oauth:          clientCredentialsConfig(cfg.ClientID, cfg.ClientSecret, tokenURL),
+		baseURL:        baseURL,
+		tokenURL:       tokenURL,
 		attemptTimeout: cfg.RequestTimeout,
 		transport:      transport,
 		clock:          clock,
@@ -65,12 +68,13 @@ func newManusClient(cfg *manusConfig, clock func() time.Time, logger hclog.Logge
 	}, nil
 }
 
-// oauthConfig is the client-credentials exchange for this config.
-func (cfg *manusConfig) oauthConfig() clientcredentials.Config {
+// clientCredentialsConfig is the OAuth2 client-credentials exchange (RFC 6749
+// section 4.4) with the Manus token endpoint at tokenURL.
+func clientCredentialsConfig(clientID, clientSecret, tokenURL string) clientcredentials.Config {
 	return clientcredentials.Config{
-		ClientID:     cfg.ClientID,
-		ClientSecret: cfg.ClientSecret,
-		TokenURL:     cfg.tokenURL(),
+		ClientID:     clientID,
+		ClientSecret: clientSecret,
+		TokenURL:     tokenURL,
 		// Manus takes the credentials in the form body only. The
 		// auto-detect default would try HTTP Basic first and send every
 		// failing request twice.

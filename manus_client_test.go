@@ -250,17 +250,6 @@ func runOfSecret(text, secret string, n int) string {
 	return ""
 }
 
-func closedLoopbackURL(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr
-}
-
 // tunnelProxy is an HTTP CONNECT proxy that sends every tunnel to one
 // address and remembers what it was asked for.
 type tunnelProxy struct {

@@ -285,18 +285,6 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 	return nil, nil
 }
 
-// forgetStoredToken removes the persisted token of replaced credentials. Its
-// generation would keep it from being restored anyway; this keeps a token of
-// deleted credentials out of storage. It shares persistMu with persistToken,
-// so a mint of the old config cannot write its token back afterwards.
-func (b *backend) forgetStoredToken(ctx context.Context, s logical.Storage) {
-	b.persistMu.Lock()
-	defer b.persistMu.Unlock()
-	if err := s.Delete(ctx, tokenStorageKey); err != nil {
-		b.Logger().Warn("could not delete the persisted token of the old config", "error", err)
-	}
-}
-
 // rejectUnknownFields turns the framework's "ignored parameters" warning into
 // an error: a misspelt field must not be silently dropped from a config.
 func rejectUnknownFields(data *framework.FieldData) error {

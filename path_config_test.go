@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -58,7 +59,11 @@ func TestConfigDefaults(t *testing.T) {
 	if cfg.BaseURL != "https://api.manus.im" || cfg.RequestTimeout != 10*time.Second || cfg.RefreshThreshold != 10*time.Minute {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
-	if got := cfg.tokenURL(); got != "https://api.manus.im/api/user/manage/v1/oauth/token" {
+	client, err := newManusClient(cfg, time.Now, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := client.tokenURL; got != "https://api.manus.im/api/user/manage/v1/oauth/token" {
 		t.Fatalf("token URL = %q", got)
 	}
 }

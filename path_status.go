@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -103,7 +104,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, data
 	}
 	addCacheStatus(status, st, b.clock())
 	if data.Get("probe").(bool) {
-		b.probe(ctx, cache, status)
+		b.probe(ctx, req, status)
 	}
 	return &logical.Response{Data: status}, nil
 }
@@ -162,15 +163,16 @@ func addCacheStatus(status map[string]any, st cacheState, now time.Time) {
 }
 
 // probe proves the credential end to end with the users API and adds the
-// outcome to status. The token itself is never added.
-func (b *backend) probe(ctx context.Context, cache *tokenCache, status map[string]any) {
+// outcome to status. It gets its token as a token read does (readToken). The
+// token itself is never added.
+func (b *backend) probe(ctx context.Context, req *logical.Request, status map[string]any) {
 	status["probe_ok"] = false
-	tok, _, err := cache.token(ctx)
+	served, err := b.readToken(ctx, req)
 	if err != nil {
 		status["probe_error"] = "no token to probe with: " + err.Error()
 		return
 	}
-	result := cache.client.probeUsers(ctx, tok.AccessToken)
+	result := served.cache.client.probeUsers(ctx, served.token.AccessToken)
 	status["probe_round_trip_ms"] = result.roundTrip.Milliseconds()
 	if result.err != nil {
 		status["probe_error"] = result.err.Error()
@@ -179,16 +181,16 @@ func (b *backend) probe(ctx context.Context, cache *tokenCache, status map[strin
 	status["probe_http_status"] = result.httpStatus
 	status["probe_manus_code"] = result.code
 	status["probe_ok"] = result.accepted()
-	logProbe(cache, result)
+	logProbe(served.cache.logger, result)
 }
 
-func logProbe(cache *tokenCache, result probeResult) {
+func logProbe(logger hclog.Logger, result probeResult) {
 	fields := []any{"http_status", result.httpStatus, "manus_code", result.code, "round_trip", result.roundTrip.Round(time.Millisecond).String()}
 	if result.accepted() {
-		cache.logger.Info("status probe: the users API accepted the token", fields...)
+		logger.Info("status probe: the users API accepted the token", fields...)
 		return
 	}
-	cache.logger.Warn("status probe: the users API refused the token", fields...)
+	logger.Warn("status probe: the users API refused the token", fields...)
 }
 
 const statusHelp = `

@@ -17,26 +17,6 @@ import (
 	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
 )
 
-// readStatus reads <mount>/status and checks it never carries the secret or
-// any issued token.
-func (e *testEnv) readStatus(probe bool) map[string]any {
-	e.t.Helper()
-	resp, err := e.request(logical.ReadOperation, "status", map[string]any{"probe": probe})
-	requireOK(e.t, resp, err)
-	for k, v := range resp.Data {
-		text := fmt.Sprint(v)
-		if strings.Contains(text, testClientSecret) {
-			e.t.Fatalf("status field %s shows the client secret", k)
-		}
-		for _, tok := range e.manus.Issued() {
-			if strings.Contains(text, tok) {
-				e.t.Fatalf("status field %s shows an access token", k)
-			}
-		}
-	}
-	return resp.Data
-}
-
 // expectStatus compares the given fields; a nil want means "absent".
 func expectStatus(t *testing.T, got map[string]any, want map[string]any) {
 	t.Helper()

@@ -77,25 +77,15 @@ func tokenResponseFields() map[string]*framework.FieldSchema {
 }
 
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	cache, err := b.tokenCache(ctx, req)
-	if errors.Is(err, errNotConfigured) {
-		b.stats.readsFailed.Add(1)
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	tok, warning, err := cache.token(ctx)
-	if next := b.tokens.Load(); errors.Is(err, errMountReconfigured) && next != nil && next != cache {
-		// A config write replaced the cache during this read: read again
-		// from the new one. (After a delete or unmount there is none.)
-		tok, warning, err = next.token(ctx)
-	}
+	served, err := b.readToken(ctx, req)
 	if err != nil {
 		b.stats.readsFailed.Add(1)
+		if errors.Is(err, errNotConfigured) {
+			return logical.ErrorResponse(err.Error()), nil
+		}
 		return nil, readFailure(err)
 	}
-	now := b.clock()
+	tok, now := served.token, b.clock()
 	ttl := tok.leaseTTL(now)
 	if ttl == 0 {
 		// Never a zero TTL: Vault would apply the mount default (768h).
@@ -105,13 +95,13 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 			"the token Manus issued expires at %s, too soon to lease; read again", tok.expiresAtText()))
 	}
 	var resp *logical.Response
-	if cache.leasedReads.Load() {
+	if served.cache.leasedReads.Load() {
 		resp = leasedTokenResponse(tok, now, ttl)
 	} else {
-		resp = rotatingTokenResponse(tok, now, cache.rereadIn(tok, now), cache.refreshThreshold)
+		resp = rotatingTokenResponse(tok, now, served.cache.rereadIn(tok, now), served.cache.refreshThreshold)
 	}
-	if warning != "" {
-		resp.AddWarning(warning)
+	if served.warning != "" {
+		resp.AddWarning(served.warning)
 	}
 	return resp, nil
 }

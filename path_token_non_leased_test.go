@@ -12,28 +12,6 @@ import (
 	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
 )
 
-// readMode is one of the two ways a token read answers. The cache's
-// behaviour (one mint per lifetime, stale-while-error, back-off,
-// persistence) is the same in both; the tests that check it run in each.
-type readMode struct {
-	name   string
-	leased bool
-}
-
-var readModes = []readMode{{"leased", true}, {"non-leased", false}}
-
-func (m readMode) config() map[string]any { return map[string]any{"leased_reads": m.leased} }
-
-// holdFor is how long a reader keeps the token of resp before it reads
-// again: its lease, or, without one, ttl plus the second Vault Agent adds.
-func (m readMode) holdFor(t testing.TB, resp *logical.Response) time.Duration {
-	t.Helper()
-	if m.leased {
-		return resp.Secret.TTL
-	}
-	return time.Duration(rereadTTL(t, resp)+1) * time.Second
-}
-
 // rereadTTL is a non-leased read's ttl, checked to be what consul-template
 // needs: an integer of at least one second, next to a rotation_period.
 func rereadTTL(t testing.TB, resp *logical.Response) int64 {

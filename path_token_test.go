@@ -9,11 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
 )
-
-func stall(d time.Duration) standin.Fault { return standin.Fault{Stall: d} }
 
 func TestTokenReadReturnsLeasedToken(t *testing.T) {
 	e := newTestEnv(t)
@@ -89,37 +85,6 @@ func TestShortLivedTokenLeaseAndReuse(t *testing.T) {
 	}
 }
 
-func TestLeaseNeverOutlivesToken(t *testing.T) {
-	for _, lifetime := range []time.Duration{5 * time.Second, 20 * time.Second, time.Minute, time.Hour, 24 * time.Hour} {
-		tok := &accessToken{MintedAt: time.Unix(0, 0), ExpiresAt: time.Unix(0, 0).Add(lifetime)}
-		for elapsed := time.Duration(0); elapsed < lifetime; elapsed += lifetime / 97 {
-			now := tok.MintedAt.Add(elapsed)
-			ttl := tok.leaseTTL(now)
-			if ttl != 0 && (ttl < time.Second || now.Add(ttl).After(tok.ExpiresAt)) {
-				t.Fatalf("lifetime %s, elapsed %s: lease %s ends after the token", lifetime, elapsed, ttl)
-			}
-			if ttl%time.Second != 0 {
-				t.Fatalf("lease %s is not whole seconds", ttl)
-			}
-		}
-	}
-}
-
-func TestSafetyMarginScalesWithLifetime(t *testing.T) {
-	cases := map[time.Duration]time.Duration{
-		time.Hour:        time.Minute,
-		2 * time.Hour:    time.Minute, // capped
-		30 * time.Minute: 30 * time.Second,
-		20 * time.Second: 333333333 * time.Nanosecond,
-	}
-	for lifetime, want := range cases {
-		tok := &accessToken{MintedAt: time.Unix(0, 0), ExpiresAt: time.Unix(0, 0).Add(lifetime)}
-		if got := tok.safetyMargin(); got != want {
-			t.Errorf("safety margin for %s = %s, want %s", lifetime, got, want)
-		}
-	}
-}
-
 func TestRefreshThresholdDefault(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
@@ -149,73 +114,6 @@ func TestRefreshThresholdConfigurable(t *testing.T) {
 	e.readToken()
 	if e.manus.Mints() != 2 {
 		t.Fatal("did not re-mint below the configured threshold")
-	}
-}
-
-// TestAgentRereadAlwaysGetsNewToken checks the README's arithmetic: Vault
-// Agent re-reads a non-renewable lease at 85-95% of its duration, and with
-// the default threshold that read always finds the token due for refresh.
-func TestAgentRereadAlwaysGetsNewToken(t *testing.T) {
-	for _, age := range []time.Duration{0, 10 * time.Minute, 49 * time.Minute} {
-		for _, fraction := range []float64{0.85, 0.90, 0.95} {
-			tok := &accessToken{MintedAt: time.Unix(0, 0), ExpiresAt: time.Unix(0, 0).Add(time.Hour)}
-			readAt := tok.MintedAt.Add(age)
-			if !tok.isFresh(readAt, defaultRefreshThreshold) {
-				continue // this read would have minted itself
-			}
-			lease := tok.leaseTTL(readAt)
-			rereadAt := readAt.Add(time.Duration(float64(lease) * fraction))
-			if tok.isFresh(rereadAt, defaultRefreshThreshold) {
-				t.Errorf("token read at age %s (lease %s) is still served at the Agent's re-read (%.0f%%)", age, lease, fraction*100)
-			}
-		}
-	}
-}
-
-func TestConcurrentColdReadsShareOneMint(t *testing.T) {
-	e := newTestEnv(t)
-	e.configure(map[string]any{"verify_credentials": false})
-	e.manus.FailNext(stall(200 * time.Millisecond)) // hold the mint so every reader piles up behind it
-
-	const readers = 100
-	tokens := e.concurrentReads(readers)
-	if got := e.manus.Requests(); got != 1 {
-		t.Fatalf("%d concurrent reads made %d token requests, want 1", readers, got)
-	}
-	for i, tok := range tokens {
-		if tok != tokens[0] {
-			t.Fatalf("reader %d got a different token", i)
-		}
-	}
-}
-
-func TestConcurrentStaleReadsShareOneMint(t *testing.T) {
-	e := newTestEnv(t)
-	e.configure(nil)
-	e.clock.Advance(55 * time.Minute) // below the threshold: every read wants a refresh
-	e.manus.FailNext(stall(200 * time.Millisecond))
-
-	e.concurrentReads(100)
-	if got := e.manus.Requests(); got != 2 { // verification + one refresh
-		t.Fatalf("token requests = %d, want 2", got)
-	}
-}
-
-func TestReaderThatGivesUpDoesNotCancelSharedMint(t *testing.T) {
-	e := newTestEnv(t)
-	e.configure(map[string]any{"verify_credentials": false})
-	e.manus.FailNext(stall(300 * time.Millisecond))
-
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_, err := e.b.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "token", Storage: e.storage})
-	if err == nil {
-		t.Fatal("the impatient reader did not see its own deadline")
-	}
-	// A patient reader joins the same mint and gets its token.
-	e.readToken()
-	if e.manus.Requests() != 1 {
-		t.Fatalf("token requests = %d, want the single shared mint", e.manus.Requests())
 	}
 }
 
@@ -265,6 +163,14 @@ func TestTokenReadFailureIsGatewayError(t *testing.T) {
 	}
 }
 
-func standinBody(status int, body string) standin.Fault {
-	return standin.Fault{Status: status, Body: body}
+func TestTokenTooCloseToExpiryIsNotLeased(t *testing.T) {
+	e := newTestEnv(t)
+	e.b.clock = wallClock // the mint's own duration must count
+	e.manus.SetLifetime(5 * time.Second)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.FailNext(stall(4700 * time.Millisecond)) // answered with 0.3s of life left
+	status, msg := e.readTokenError()
+	if status != http.StatusBadGateway || !strings.Contains(msg, "too soon to lease") {
+		t.Fatalf("got %d %q; want a refusal rather than a lease past the token's expiry", status, msg)
+	}
 }

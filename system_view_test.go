@@ -45,15 +45,6 @@ func newCountingSystemView() *countingSystemView {
 	}}
 }
 
-// withSystemView swaps the env's backend for one Vault set up with sys.
-func (e *testEnv) withSystemView(sys logical.SystemView) {
-	e.t.Helper()
-	old := e.b
-	e.system = sys
-	e.b = e.newBackend()
-	old.Clean(context.Background())
-}
-
 func TestTokenReadsAskVaultForReplicationStateAtMostOncePerSecond(t *testing.T) {
 	e := newTestEnv(t)
 	sys := newCountingSystemView()

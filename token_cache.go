@@ -4,139 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
-
-const (
-	// maxSafetyMargin is how long before the token's expiry a lease ends
-	// for a one-hour token: Vault and the lease holder stop using the token
-	// a minute before Manus would reject it.
-	maxSafetyMargin = time.Minute
-
-	// responseSlack is how long a read may take between judging the token
-	// fresh and computing its lease.
-	responseSlack = time.Second
-)
-
-// cacheClosedError is what readers waiting on a mint get when the cache was
-// dropped under it. It says why, since what the reader should do next
-// differs: read again, write config, or wait for the reloaded plugin.
-type cacheClosedError struct{ why string }
-
-func (e *cacheClosedError) Error() string { return e.why }
-
-// The reasons a cache is dropped.
-var (
-	// errMountReconfigured: a config write (here or, through invalidation,
-	// on another node) replaced the credentials; the next read uses the
-	// new ones.
-	errMountReconfigured = &cacheClosedError{"the mount's config changed while a token was being minted; read the token again"}
-	// errConfigDeleted: the config was deleted.
-	errConfigDeleted = &cacheClosedError{"the mount's config was deleted while a token was being minted; write client_id and client_secret to its config path before reading a token"}
-	// errPluginStopped: Vault called Clean, which it does when the plugin
-	// is reloaded and when the mount is disabled; the plugin cannot tell
-	// which.
-	errPluginStopped = &cacheClosedError{"the plugin was reloaded, or the mount disabled, while a token was being minted; read the token again (after a reload the new plugin instance answers; after a disable the path is gone)"}
-)
-
-// isCacheClosed reports whether err is one of the reasons above.
-func isCacheClosed(err error) bool {
-	var closed *cacheClosedError
-	return errors.As(err, &closed)
-}
-
-// accessToken is one bearer token minted from Manus. It is never modified
-// once cached: readers share it without locks.
-type accessToken struct {
-	AccessToken string
-	MintedAt    time.Time
-	ExpiresAt   time.Time
-
-	// expiresAtRFC3339 caches the formatted expiry every read returns.
-	expiresAtRFC3339 atomic.Pointer[string]
-}
-
-// newAccessToken is a token minted at mintedAt that lives lifetime. Both
-// instants are wall-clock only (see wallClock), whatever clock mintedAt was
-// read from.
-func newAccessToken(value string, mintedAt time.Time, lifetime time.Duration) *accessToken {
-	mintedAt = mintedAt.Round(0)
-	return &accessToken{AccessToken: value, MintedAt: mintedAt, ExpiresAt: mintedAt.Add(lifetime)}
-}
-
-func (t *accessToken) expiresAtText() string {
-	if s := t.expiresAtRFC3339.Load(); s != nil {
-		return *s
-	}
-	s := formatTime(t.ExpiresAt)
-	t.expiresAtRFC3339.Store(&s)
-	return s
-}
-
-// formatTime is how the plugin shows an instant: RFC 3339 in UTC.
-func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-// expiresIn is the whole seconds of life the token has left at now, never
-// negative.
-func (t *accessToken) expiresIn(now time.Time) int64 {
-	return max(int64(t.ExpiresAt.Sub(now)/time.Second), 0)
-}
-
-func (t *accessToken) lifetime() time.Duration { return t.ExpiresAt.Sub(t.MintedAt) }
-
-// safetyMargin is kept between a lease's end and the token's expiry: a
-// sixtieth of the lifetime, at most a minute.
-func (t *accessToken) safetyMargin() time.Duration {
-	return min(maxSafetyMargin, t.lifetime()/60)
-}
-
-// leaseTTL is the Vault lease for a read at now: the remaining life minus the
-// safety margin, rounded to whole seconds yet never past the expiry. It is
-// zero when the token cannot back a lease of at least one second.
-func (t *accessToken) leaseTTL(now time.Time) time.Duration {
-	remaining := t.ExpiresAt.Sub(now)
-	ttl := min((remaining - t.safetyMargin()).Round(time.Second), remaining.Truncate(time.Second))
-	if ttl < time.Second {
-		return 0
-	}
-	return ttl
-}
-
-// refreshThreshold is the remaining life below which the token is replaced:
-// the configured threshold, but never more than half the lifetime, so short
-// tokens are still reused.
-func (t *accessToken) refreshThreshold(configured time.Duration) time.Duration {
-	return min(configured, t.lifetime()/2)
-}
-
-// servableAt reports whether a response built at now (or up to
-// responseSlack later) can still give the token a lease of a second.
-func (t *accessToken) servableAt(now time.Time) bool {
-	return t.leaseTTL(now.Add(responseSlack)) > 0
-}
-
-// minServableLife is the least remaining life that still gives a lease of
-// a second (leaseTTL > 0) to a response built up to responseSlack later.
-func (t *accessToken) minServableLife() time.Duration {
-	return responseSlack + max(t.safetyMargin()+500*time.Millisecond, time.Second)
-}
-
-// refreshAt is when the token is due for replacement: when its remaining
-// life reaches the refresh threshold, or the least it can be served with,
-// whichever comes first.
-func (t *accessToken) refreshAt(configuredThreshold time.Duration) time.Time {
-	return t.ExpiresAt.Add(-max(t.refreshThreshold(configuredThreshold), t.minServableLife()))
-}
-
-// isFresh reports whether the token should be served without minting.
-func (t *accessToken) isFresh(now time.Time, configuredThreshold time.Duration) bool {
-	return now.Before(t.refreshAt(configuredThreshold))
-}
 
 // tokenMinter makes a token: one request (*manusClient) or a mint with
 // retries (*minter, the cache's upstream side).
@@ -226,71 +99,6 @@ func newTokenCache(minter tokenMinter, clock func() time.Time, opts tokenCacheOp
 	}
 	c.leasedReads.Store(opts.leasedReads)
 	return c
-}
-
-// maxRereadSpread caps the window over which non-leased readers are told to
-// come back after the refresh point.
-const maxRereadSpread = time.Minute
-
-// rereadIn is how long a non-leased reader should keep tok, served at now,
-// before reading again (the rotating-secret contract's ttl; Vault Agent
-// reads again exactly one second after it).
-//
-// A fresh token: until its refresh point, plus a random whole number of
-// seconds up to a tenth of the refresh threshold (at most a minute), so a
-// fleet that read together does not come back in the same second. Every
-// re-read then lands at or after the refresh point and gets a new token;
-// since the threshold is at least ten spreads, the old token still has most
-// of its threshold left. A stale token served during a failure back-off:
-// until the back-off ends, when a mint may be tried again. Either way never
-// past the end of the lease a leased read would get, and at least a
-// second, since a ttl of 0 makes older Agents re-read every second.
-func (c *tokenCache) rereadIn(tok *accessToken, now time.Time) time.Duration {
-	// The reader comes back after ttl+1 seconds, ttl is the wait rounded
-	// up, and a read serves a token only while it can back a lease of a
-	// second after responseSlack (servableAt): three seconds under the
-	// lease has the reader back while this token can still be served.
-	servableUntil := now.Add(tok.leaseTTL(now) - 3*time.Second)
-	var until time.Time
-	if refreshAt := tok.refreshAt(c.refreshThreshold); now.Before(refreshAt) {
-		until = refreshAt.Add(rereadJitter(tok.refreshThreshold(c.refreshThreshold)))
-		// Only a threshold below the least servable life leaves no room
-		// between the two; then the refresh point wins, as the reader
-		// must come back to a new token.
-		until = latest(earliest(until, servableUntil), refreshAt)
-	} else {
-		c.mu.Lock()
-		until = earliest(c.retryAt, servableUntil)
-		c.mu.Unlock()
-	}
-	return max((until.Sub(now) + time.Second - 1).Truncate(time.Second), time.Second)
-}
-
-func earliest(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
-func latest(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-// rereadJitter is a random whole number of seconds from 0 to a tenth of
-// threshold, capped at maxRereadSpread.
-func rereadJitter(threshold time.Duration) time.Duration {
-	spread := min(threshold/10, maxRereadSpread) / time.Second
-	return time.Duration(rand.N(int64(spread)+1)) * time.Second //nolint:gosec // G404: spreading load needs no unpredictability
-}
-
-// rotationPeriod is the time between a token's mint and its refresh point:
-// how often a reader sees the token change.
-func (t *accessToken) rotationPeriod(configuredThreshold time.Duration) time.Duration {
-	return t.refreshAt(configuredThreshold).Sub(t.MintedAt)
 }
 
 // token returns a token to serve. warning is non-empty when the token is a
@@ -454,6 +262,19 @@ func retryAfterOf(err error) time.Duration {
 	return 0
 }
 
+// rereadIn is how long a non-leased reader served tok at now should wait
+// before reading again: the token's own schedule while it is fresh, else
+// until the failure back-off ends and a mint may be tried again.
+func (c *tokenCache) rereadIn(tok *accessToken, now time.Time) time.Duration {
+	if tok.isFresh(now, c.refreshThreshold) {
+		return tok.rereadIn(now, c.refreshThreshold)
+	}
+	c.mu.Lock()
+	backoffEnd := c.retryAt
+	c.mu.Unlock()
+	return tok.staleRereadIn(now, backoffEnd)
+}
+
 // cacheState is what the status path shows of a cache.
 type cacheState struct {
 	token        *accessToken
@@ -505,6 +326,33 @@ func (c *tokenCache) close(why *cacheClosedError) {
 	if closer, ok := c.minter.(interface{ close() }); ok {
 		closer.close()
 	}
+}
+
+// cacheClosedError is what readers waiting on a mint get when the cache was
+// dropped under it. It says why, since what the reader should do next
+// differs: read again, write config, or wait for the reloaded plugin.
+type cacheClosedError struct{ why string }
+
+func (e *cacheClosedError) Error() string { return e.why }
+
+// The reasons a cache is dropped.
+var (
+	// errMountReconfigured: a config write (here or, through invalidation,
+	// on another node) replaced the credentials; the next read uses the
+	// new ones.
+	errMountReconfigured = &cacheClosedError{"the mount's config changed while a token was being minted; read the token again"}
+	// errConfigDeleted: the config was deleted.
+	errConfigDeleted = &cacheClosedError{"the mount's config was deleted while a token was being minted; write client_id and client_secret to its config path before reading a token"}
+	// errPluginStopped: Vault called Clean, which it does when the plugin
+	// is reloaded and when the mount is disabled; the plugin cannot tell
+	// which.
+	errPluginStopped = &cacheClosedError{"the plugin was reloaded, or the mount disabled, while a token was being minted; read the token again (after a reload the new plugin instance answers; after a disable the path is gone)"}
+)
+
+// isCacheClosed reports whether err is one of the reasons above.
+func isCacheClosed(err error) bool {
+	var closed *cacheClosedError
+	return errors.As(err, &closed)
 }
 
 // backoffError is returned without asking Manus while a failure back-off is

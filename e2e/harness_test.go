@@ -131,14 +131,12 @@ func buildPlugin() error {
 	return err
 }
 
-// buildPluginBinary builds the plugin stamped with version into bin and
-// returns its sha256, as `vault plugin register` wants it.
+// buildPluginBinary builds the plugin stamped with version into bin, with
+// the recipe every build uses (scripts/build-plugin.sh), and returns its
+// sha256, as `vault plugin register` wants it.
 func buildPluginBinary(bin, version string) (string, error) {
-	cmd := exec.Command("go", "build", "-trimpath",
-		"-ldflags", "-X github.com/manus-community/vault-plugin-secrets-manus.Version="+version,
-		"-o", bin, "./cmd/"+pluginName)
+	cmd := exec.Command(filepath.Join(repoRoot, "scripts", "build-plugin.sh"), bin, version)
 	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building the plugin %s: %w\n%s", version, err, out)
 	}

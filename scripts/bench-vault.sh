@@ -42,9 +42,8 @@ paths=(-path manus/token -path manus-nl/token)
 if [ -n "$COMPARE_REF" ]; then
 	echo "==> building the plugin at $COMPARE_REF for comparison"
 	git worktree add --detach -f "$work_dir/ref-src" "$COMPARE_REF" >/dev/null
-	(cd "$work_dir/ref-src" && CGO_ENABLED=0 go build -trimpath \
-		-ldflags "-X github.com/manus-community/vault-plugin-secrets-manus.Version=$plugin_version" \
-		-o "$work_dir/plugins/$plugin_name-ref" ./cmd/$plugin_name)
+	build_plugin="$PWD/scripts/build-plugin.sh"
+	(cd "$work_dir/ref-src" && "$build_plugin" "$work_dir/plugins/$plugin_name-ref" "$plugin_version")
 	git worktree remove --force "$work_dir/ref-src"
 	paths+=(-path manus-ref/token)
 fi

@@ -12,9 +12,7 @@ pids=()
 build_binaries() {
 	echo "==> building $plugin_name $plugin_version"
 	mkdir -p "$work_dir/plugins"
-	CGO_ENABLED=0 go build -trimpath \
-		-ldflags "-X github.com/manus-community/vault-plugin-secrets-manus.Version=$plugin_version" \
-		-o "$work_dir/plugins/$plugin_name" ./cmd/$plugin_name
+	scripts/build-plugin.sh "$work_dir/plugins/$plugin_name" "$plugin_version"
 	go build -o "$work_dir/manus-standin" ./cmd/manus-standin
 }
 

@@ -110,62 +110,6 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
-func TestRedactSecret(t *testing.T) {
-	secret := "a1b2c3+d4/e5=f6&g7"
-	cases := []string{
-		"echo " + secret,
-		"echo client_secret=" + url.QueryEscape(secret),
-		"echo " + url.PathEscape(secret),
-		`{"m":"` + secret + `"}`,
-		"truncated echo " + secret[:13], // a fragment of 12+ characters
-	}
-	for _, text := range cases {
-		got := redactSecret(text, secret)
-		if strings.Contains(got, secret) || strings.Contains(got, url.QueryEscape(secret)) || strings.Contains(got, secret[:12]) {
-			t.Errorf("redactSecret(%q) = %q still holds the secret", text, got)
-		}
-	}
-	if got := redactSecret("harmless", secret); got != "harmless" {
-		t.Errorf("redactSecret changed harmless text: %q", got)
-	}
-	upper := "echo " + strings.ToUpper(secret)
-	if got := redactSecret(upper, secret); strings.Contains(strings.ToLower(got), strings.ToLower(secret[:12])) {
-		t.Errorf("an upper-cased echo survived: %q", got)
-	}
-}
-
-func TestCleanMessage(t *testing.T) {
-	if got := cleanMessage("line\nbreak\ttab\x00"); got != "line break tab" {
-		t.Errorf("cleanMessage = %q", got)
-	}
-	if got := cleanMessage(strings.Repeat("m", 500)); got != strings.Repeat("m", 200)+"..." {
-		t.Errorf("cleanMessage did not cut to 200: %d", len(got))
-	}
-}
-
-func TestTruncateKeepsRunes(t *testing.T) {
-	if got := truncate("ééé", 3); got != "é..." {
-		t.Fatalf("truncate split a rune: %q", got)
-	}
-}
-
-func TestShortDuration(t *testing.T) {
-	cases := map[time.Duration]string{
-		12 * time.Hour:            "12h",
-		10 * time.Minute:          "10m",
-		30 * time.Second:          "30s",
-		90 * time.Minute:          "1h30m",
-		time.Hour + 5*time.Second: "1h0m5s",
-		0:                         "0s",
-		1500 * time.Millisecond:   "1.5s",
-	}
-	for d, want := range cases {
-		if got := shortDuration(d); got != want {
-			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
-		}
-	}
-}
-
 // TestTokenResponseShapesTheContractAllows sends tokens in shapes that are
 // not the documented one but carry a usable Bearer token: a JSON body under
 // a form or text label (golang.org/x/oauth2 picks its parser by label), a
@@ -223,5 +167,15 @@ func TestTransientOAuthErrorIsRetried(t *testing.T) {
 				t.Fatalf("%d token requests, want 2 (the failure, then the retry)", got)
 			}
 		})
+	}
+}
+
+func TestTooShortLifetimeIsRefused(t *testing.T) {
+	e := newTestEnv(t)
+	e.manus.SetLifetime(3 * time.Second)
+	e.configure(map[string]any{"verify_credentials": false})
+	status, msg := e.readTokenError()
+	if status != http.StatusBadGateway || !strings.Contains(msg, "too short to serve") {
+		t.Fatalf("got %d %q", status, msg)
 	}
 }

@@ -11,6 +11,10 @@ import (
 	"time"
 )
 
+// Harness, not tests: the non-dev Vault servers the resilience and upgrade
+// tests need, on file storage or as a Raft cluster, initialised, unsealed and
+// with the plugin registered. harness_test.go holds the dev-server harness.
+
 // startFileVault starts a non-dev server with file storage, initialises it
 // with one unseal key and unseals it.
 func startFileVault(t *testing.T) *vaultServer {
