@@ -19,8 +19,8 @@ CYCLONEDX_GOMOD := $(TOOLS_DIR)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)/cyclo
 SOAK_DURATION  ?= 60s
 FUZZTIME       ?= 60s
 BENCH_COUNT    ?= 6
-# The Vault versions `make test-compat` proves, oldest first; the README's
-# compatibility table records the last run of each.
+# The Vault versions `make test-compat` proves, oldest first; the
+# compatibility table in docs/upgrading.md records the last run of each.
 VAULT_VERSIONS ?= 1.16.3 1.19.0 1.21.0
 
 .DEFAULT_GOAL := help

@@ -5,9 +5,9 @@
 # own cache folder (built once, 10 to 15 minutes on two cores).
 #
 # Every version is tried even when an earlier one fails; the summary at the
-# end has one line per version in the README's compatibility-table order
-# (version, result, date, plugin version), and the exit status is non-zero
-# if any version failed to build or pass.
+# end has one line per version in the order of the compatibility table in
+# docs/upgrading.md (version, result, date, plugin version), and the exit
+# status is non-zero if any version failed to build or pass.
 set -euo pipefail
 
 [ $# -gt 0 ] || { echo "usage: $0 VERSION..." >&2; exit 2; }
