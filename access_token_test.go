@@ -190,9 +190,10 @@ func TestSafetyMarginScalesWithLifetime(t *testing.T) {
 	}
 }
 
-// TestAgentRereadAlwaysGetsNewToken checks the README's arithmetic: Vault
-// Agent re-reads a non-renewable lease at 85-95% of its duration, and with
-// the default threshold that read always finds the token due for refresh.
+// TestAgentRereadAlwaysGetsNewToken checks the arithmetic of
+// docs/caching-and-leases.md: Vault Agent re-reads a non-renewable lease at
+// 85-95% of its duration, and with the default threshold that read always
+// finds the token due for refresh.
 func TestAgentRereadAlwaysGetsNewToken(t *testing.T) {
 	for _, age := range []time.Duration{0, 10 * time.Minute, 49 * time.Minute} {
 		for _, fraction := range []float64{0.85, 0.90, 0.95} {

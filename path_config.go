@@ -328,7 +328,10 @@ By default a write mints a token with the new settings before storing them;
 if Manus refuses, nothing is stored and the error carries the Manus code
 (e.g. INVALID_CLIENT). verify_credentials=false skips that check.
 
-Every write or delete drops the cached token; the next read of
-<mount>/token mints one with the new settings. client_secret is never
-returned by any read.
+A write that changes the credential, base_url, request_timeout, ca_cert or
+refresh_threshold replaces the cached token: the token minted to verify the
+write becomes the cached one, or, with verify_credentials=false, the next
+read of <mount>/token mints one with the new settings. A write that changes
+only leased_reads keeps the cached token and mints nothing. A delete drops
+the config and the token. client_secret is never returned by any read.
 `

@@ -364,7 +364,7 @@ type backoffError struct {
 }
 
 func (e *backoffError) Error() string {
-	return fmt.Sprintf("%v (after %d failed token requests in a row the plugin waits until %s before asking Manus again)",
+	return fmt.Sprintf("%v (after %d failed mints in a row, retries included, the plugin waits until %s before asking Manus again)",
 		e.last, e.failures, formatTime(e.until))
 }
 

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Agent behaviour that differs between the Vault versions the README
+// Agent behaviour that differs between the Vault versions docs/upgrading.md
 // claims; each test checks what the Vault under test must do.
 
 // TestVaultAgentLeaseRenewalThreshold checks when a real Vault Agent re-reads

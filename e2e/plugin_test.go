@@ -341,8 +341,8 @@ func propertyIsSensitive(node any, name string) bool {
 	return false
 }
 
-// TestPoliciesFromTheDocs loads the README's policies and checks what each
-// lets a token do.
+// TestPoliciesFromTheDocs loads the policies in docs/policies and checks
+// what each lets a token do.
 func TestPoliciesFromTheDocs(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)

@@ -37,7 +37,7 @@ func buildNext(t *testing.T, version string) (string, string) {
 	return name, sha
 }
 
-// TestUpgradeToNextVersion follows the README's upgrade steps: register the
+// TestUpgradeToNextVersion follows docs/upgrading.md's steps: register the
 // next version beside the current one, tune the mount to it, reload. The
 // token read keeps working (with the persisted token), the config survives,
 // and rolling back works the same way.
