@@ -180,8 +180,15 @@ func runOutage(t *testing.T, v *vaultServer, manus *fakeManus, prom *prometheusS
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if len(seen) != 2 || seen[0] != "pending" {
-		t.Fatalf("%s went through %v; want pending, then firing", alert, seen)
+	// The poll above can miss the pending phase: a read that waits on a
+	// mint with its retries takes longer than the shortened `for:`.
+	// Prometheus's own ALERTS series records every evaluation, so the order
+	// is checked there.
+	pendingAt, ok := prom.firstSample(t, `ALERTS{alertname="`+alert+`",alertstate="pending"}`)
+	firingAt, firing := prom.firstSample(t, `ALERTS{alertname="`+alert+`",alertstate="firing"}`)
+	if !ok || !firing || !pendingAt.Before(firingAt) {
+		t.Fatalf("%s: ALERTS shows pending from %v (%v) and firing from %v (%v); want pending, then firing (polled states: %v)",
+			alert, pendingAt, ok, firingAt, firing, seen)
 	}
 	t.Logf("%s fired %s before the token's expiry", alert, time.Until(expiresAt).Round(time.Second))
 	if failed, _ := prom.value(t, `vault_manus_token_mints_total{job="vault-manus",outcome="failure"}`); failed < 1 {
@@ -383,6 +390,29 @@ func (p *prometheusServer) value(t *testing.T, query string) (float64, bool) {
 	}
 	t.Fatalf("%s selects %d series", query, len(data.Result))
 	return 0, false
+}
+
+// firstSample is the time of the oldest sample of selector in the last five
+// minutes, and whether it had any.
+func (p *prometheusServer) firstSample(t *testing.T, selector string) (time.Time, bool) {
+	t.Helper()
+	var data struct {
+		Result []struct {
+			Values [][2]any `json:"values"`
+		} `json:"result"`
+	}
+	p.api(t, "/api/v1/query?query="+url.QueryEscape(selector+"[5m]"), &data)
+	var first time.Time
+	for _, series := range data.Result {
+		for _, sample := range series.Values {
+			seconds, _ := sample[0].(float64)
+			at := time.UnixMilli(int64(seconds * 1000))
+			if first.IsZero() || at.Before(first) {
+				first = at
+			}
+		}
+	}
+	return first, !first.IsZero()
 }
 
 // alertState is "pending", "firing" or "" (inactive) for the named alert.
