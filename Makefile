@@ -119,8 +119,7 @@ release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm6
 		os=$${platform%/*}; arch=$${platform#*/}; \
 		out=$(DIST)/$(PLUGIN_NAME)_$(VERSION)_$${os}_$${arch}; \
 		echo "building $$out"; \
-		GO=$(GO) GOOS=$$os GOARCH=$$arch EXTRA_LDFLAGS="-s -w" EXTRA_BUILD_FLAGS=-buildvcs=false \
-			scripts/build-plugin.sh $$out $(PLUGIN_VERSION); \
+		GO=$(GO) GOOS=$$os GOARCH=$$arch scripts/build-plugin.sh --release $$out $(PLUGIN_VERSION); \
 		echo "writing $$out.sbom.json with cyclonedx-gomod $(CYCLONEDX_GOMOD_VERSION)"; \
 		log=$$(GOOS=$$os GOARCH=$$arch $(CYCLONEDX_GOMOD) bin -json -licenses \
 			-version $(PLUGIN_VERSION) -output $$out.sbom.json $$out 2>&1) || { echo "$$log" >&2; exit 1; }; \

@@ -152,9 +152,10 @@ type servedToken struct {
 // the cache goes on once with the new cache rather than failing; after a
 // config delete or an unmount there is none, and the read gets why.
 //
-// Errors: errNotConfigured, a storage error, or what tokenCache.token
-// returns (an *upstreamError, *backoffError, *mintInProgressError or
-// *cacheClosedError).
+// Errors: errNotConfigured, a storage error, an error building the client
+// from the stored config (a ca_cert that no longer loads), or what
+// tokenCache.token returns (an *upstreamError, *backoffError,
+// *mintInProgressError or *cacheClosedError).
 func (b *backend) readToken(ctx context.Context, req *logical.Request) (servedToken, error) {
 	cache, err := b.tokenCache(ctx, req)
 	if err != nil {

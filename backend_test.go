@@ -240,3 +240,55 @@ func TestStatusProbeReadsThroughAConfigChange(t *testing.T) {
 		t.Fatalf("%d mints, want 2 (the first config's and the new one's)", e.manus.Mints())
 	}
 }
+
+// TestReadCutShortByAConfigChangeAnswersInTheNewMode: a read that goes on
+// with the new cache after a config write answers as the new config says,
+// not as the replaced one did.
+func TestReadCutShortByAConfigChangeAnswersInTheNewMode(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)                  // leased reads
+	e.clock.Advance(55 * time.Minute) // due for refresh, still servable
+	e.manus.FailNext(stall(500 * time.Millisecond))
+
+	got := make(chan *logical.Response, 1)
+	go func() {
+		resp, _ := e.request(logical.ReadOperation, "token", nil)
+		got <- resp
+	}()
+	time.Sleep(100 * time.Millisecond) // the refresh is in flight
+	resp, err := e.writeConfig(map[string]any{"request_timeout": 5, "leased_reads": false, "verify_credentials": false})
+	requireOK(t, resp, err)
+
+	read := <-got
+	if read == nil || read.IsError() {
+		t.Fatalf("the read cut short by the config change failed: %v", read)
+	}
+	if read.Secret != nil || read.Data["ttl"] == nil {
+		t.Fatalf("the read answered with a lease (%v) and ttl %v; the config it finished under has leased_reads=false", read.Secret != nil, read.Data["ttl"])
+	}
+}
+
+// TestReadThatCannotLoadTheCacheCountsAsFailed: a stored config the client
+// cannot be built from (here a ca_cert that no longer parses) fails the read
+// and counts it as a failed read, like every other failure.
+func TestReadThatCannotLoadTheCacheCountsAsFailed(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	ctx := context.Background()
+	cfg, err := readConfig(ctx, e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.CACert = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"
+	if err := writeConfig(ctx, e.storage, cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.b.invalidate(ctx, configStorageKey) // as if another node wrote it
+
+	if _, err := e.request(logical.ReadOperation, "token", nil); err == nil {
+		t.Fatal("a read with an unloadable ca_cert succeeded")
+	}
+	if got := e.b.stats.readsFailed.Load(); got != 1 {
+		t.Fatalf("failed reads = %d, want 1", got)
+	}
+}

@@ -21,6 +21,8 @@ cached_bin="$dir/prometheus"
 
 log() { printf 'ensure-prometheus: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/lib-module-build.sh
+source "$(dirname "$0")/lib-module-build.sh"
 
 # works succeeds when both binaries beside $1 run.
 works() {
@@ -40,10 +42,8 @@ fi
 
 command -v go >/dev/null || die "no Go toolchain to build Prometheus with; set PROMETHEUS_BIN to a prometheus binary with promtool beside it"
 
-mkdir -p "$PROMETHEUS_CACHE_DIR"
 # One build at a time per cache folder; a separate lock from Vault's build.
-exec 9>"$PROMETHEUS_CACHE_DIR/.prometheus-build.lock"
-if command -v flock >/dev/null; then flock 9; fi
+lock_build_cache "$PROMETHEUS_CACHE_DIR" .prometheus-build.lock
 if [ -x "$cached_bin" ] && works "$cached_bin"; then
 	echo "$cached_bin"
 	exit 0
@@ -52,33 +52,22 @@ fi
 log "building Prometheus $PROMETHEUS_MODULE_VERSION (server and promtool) from the Go module proxy"
 log "this takes about 7 minutes on 2 idle cores (12 CPU-minutes) the first time; the binaries are cached in $dir"
 
-mod_json=$(go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION") ||
-	die "go mod download github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION failed (is the Go module proxy reachable?)"
-mod_dir=$(printf '%s' "$mod_json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' | head -n1)
-[ -d "$mod_dir" ] || die "could not find the downloaded Prometheus source (go mod download printed no Dir)"
-release=$(tr -d '[:space:]' <"$mod_dir/VERSION")
-
 src="$PROMETHEUS_CACHE_DIR/src-prometheus-$PROMETHEUS_MODULE_VERSION"
-rm -rf "$src"
-cp -r "$mod_dir" "$src"
-chmod -R u+w "$src"
+copy_module_source "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" "$src"
+release=$(tr -d '[:space:]' <"$src/VERSION")
 # The workspace file names folders the module zip does not carry.
 rm -f "$src/go.work" "$src/go.work.sum"
 
 mkdir -p "$dir"
-log "compiling (go build) in $src ..."
-(
-	cd "$src"
-	( while sleep 60; do log "still building Prometheus ..."; done ) &
-	beat=$!
-	trap 'kill $beat 2>/dev/null || true' EXIT
-	ldflags="-s -w -X github.com/prometheus/common/version.Version=$release"
+build_prometheus() {
+	local cmd ldflags="-s -w -X github.com/prometheus/common/version.Version=$release"
 	for cmd in prometheus promtool; do
 		log "go build ./cmd/$cmd"
 		GOWORK=off CGO_ENABLED=0 go build -mod=mod -trimpath -tags remove_all_sd \
-			-ldflags="$ldflags" -o "$dir/$cmd.tmp" "./cmd/$cmd"
+			-ldflags="$ldflags" -o "$dir/$cmd.tmp" "./cmd/$cmd" || return 1
 	done
-) >&2 || die "building Prometheus $PROMETHEUS_MODULE_VERSION failed; see the go build output above"
+}
+build_in "$src" "Prometheus $PROMETHEUS_MODULE_VERSION" build_prometheus
 mv "$dir/promtool.tmp" "$dir/promtool"
 mv "$dir/prometheus.tmp" "$cached_bin"
 rm -rf "$src"

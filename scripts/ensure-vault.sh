@@ -20,6 +20,8 @@ cached_bin="$VAULT_CACHE_DIR/vault-$VAULT_BUILD_VERSION/vault"
 
 log() { printf 'ensure-vault: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/lib-module-build.sh
+source "$(dirname "$0")/lib-module-build.sh"
 
 [[ $VAULT_BUILD_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
 	die "VAULT_BUILD_VERSION=$VAULT_BUILD_VERSION is not a Vault release number like 1.21.0"
@@ -82,11 +84,8 @@ fi
 
 command -v go >/dev/null || die "no vault binary found and no Go toolchain to build one; install Vault >= $MIN_VAULT_VERSION or set VAULT_BIN"
 
-mkdir -p "$VAULT_CACHE_DIR"
-# Only one build at a time per cache folder, whatever the version: parallel
-# test runs wait for it, and two builds would starve a two-core machine.
-exec 9>"$VAULT_CACHE_DIR/.build.lock"
-if command -v flock >/dev/null; then flock 9; fi
+# One build at a time per cache folder, whatever the version.
+lock_build_cache "$VAULT_CACHE_DIR" .build.lock
 if [ -x "$cached_bin" ] && [ -n "$(version_of "$cached_bin")" ]; then
 	echo "$cached_bin"
 	exit 0
@@ -95,15 +94,8 @@ fi
 log "no ${exact_version:+matching }Vault found; building Vault v$VAULT_BUILD_VERSION from the Go module proxy"
 log "this takes 10 to 15 minutes on 2 cores the first time; the binary is cached in $VAULT_CACHE_DIR"
 
-mod_json=$(go mod download -json "github.com/hashicorp/vault@v$VAULT_BUILD_VERSION") ||
-	die "go mod download github.com/hashicorp/vault@v$VAULT_BUILD_VERSION failed (is the Go module proxy reachable?)"
-mod_dir=$(printf '%s' "$mod_json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' | head -n1)
-[ -d "$mod_dir" ] || die "could not find the downloaded Vault source (go mod download printed no Dir)"
-
 src="$VAULT_CACHE_DIR/src-$VAULT_BUILD_VERSION"
-rm -rf "$src"
-cp -r "$mod_dir" "$src"
-chmod -R u+w "$src"
+copy_module_source "github.com/hashicorp/vault@v$VAULT_BUILD_VERSION" "$src"
 # The module zip lacks the api/ and sdk/ sub-modules these replace lines point
 # at; dropping them makes Go use the released versions go.mod already requires.
 sed -i -E '/^replace[[:space:]]+github\.com\/hashicorp\/vault\/(api|api\/auth\/approle|api\/auth\/kubernetes|api\/auth\/userpass|sdk)[[:space:]]+=>[[:space:]]+\.\//d' "$src/go.mod"
@@ -115,15 +107,8 @@ fi
 
 tmp_bin="$VAULT_CACHE_DIR/vault-$VAULT_BUILD_VERSION/vault.tmp"
 mkdir -p "$(dirname "$cached_bin")"
-log "compiling (go build) in $src ..."
-(
-	cd "$src"
-	# A heartbeat so a CI log shows the build is alive.
-	( while sleep 60; do log "still building Vault ..."; done ) &
-	beat=$!
-	trap 'kill $beat 2>/dev/null || true' EXIT
-	CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags='-s -w' -o "$tmp_bin" .
-) >&2 || die "building Vault v$VAULT_BUILD_VERSION failed; see the go build output above"
+build_in "$src" "Vault v$VAULT_BUILD_VERSION" \
+	env CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags='-s -w' -o "$tmp_bin" .
 mv "$tmp_bin" "$cached_bin"
 rm -rf "$src"
 
