@@ -67,8 +67,18 @@ func BenchmarkTokenReadCachedParallel(b *testing.B) {
 func BenchmarkTokenReadColdMint(b *testing.B) {
 	e, req := benchEnv(b)
 	ctx := context.Background()
-	e.b.storage = nil // no persisted token to restore: every read mints
-	_ = e.storage.Delete(ctx, tokenStorageKey)
+	// Reads see a storage that holds only the config, so no persisted token
+	// is restored and every read mints; the plugin still persists each
+	// token into the mount's own storage, as it would in Vault.
+	config, err := e.storage.Get(ctx, configStorageKey)
+	if err != nil || config == nil {
+		b.Fatalf("no stored config: %v", err)
+	}
+	configOnly := &logical.InmemStorage{}
+	if err := configOnly.Put(ctx, config); err != nil {
+		b.Fatal(err)
+	}
+	req.Storage = configOnly
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
