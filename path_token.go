@@ -176,9 +176,9 @@ that find it stale wait for a single new mint.
 With leased_reads=true (the default) the response is a leased secret that
 is not renewable. Its TTL is the token's remaining life minus a safety margin
 (1/60 of the lifetime, at most 60s), so Vault Agent and other lease-aware
-clients read again before the token expires. Revoking the lease does not
-revoke the bearer token: it is shared by every reader and stays valid at
-Manus until it expires.
+clients read again before the token expires.
+Revoking the lease does not revoke the bearer token: it is shared by every
+reader and stays valid at Manus until it expires.
 
 With leased_reads=false the response has no lease; it carries ttl (seconds
 until the reader should read again), rotation_period and
