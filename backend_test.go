@@ -190,19 +190,7 @@ func TestConfigWriteDuringRefreshNeverServesOldToken(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
 	old := e.manus.Issued()[0]
-	e.clock.Advance(55 * time.Minute) // due for refresh, still servable
-	e.manus.FailNext(stall(500 * time.Millisecond))
-
-	got := make(chan *logical.Response, 1)
-	go func() {
-		resp, _ := e.request(logical.ReadOperation, "token", nil)
-		got <- resp
-	}()
-	time.Sleep(100 * time.Millisecond) // the refresh is in flight
-	resp, err := e.writeConfig(map[string]any{"request_timeout": 5, "verify_credentials": false})
-	requireOK(t, resp, err)
-
-	read := <-got
+	read := e.readDuringConfigChange("token", nil, map[string]any{"request_timeout": 5, "verify_credentials": false})
 	if read == nil || read.IsError() {
 		t.Fatal("the read cut short by the config change failed; it should read again from the new config")
 	}
@@ -211,25 +199,31 @@ func TestConfigWriteDuringRefreshNeverServesOldToken(t *testing.T) {
 	}
 }
 
+// readDuringConfigChange reads path while the mount's token is being
+// refreshed and, meanwhile, writes change to config (which replaces the
+// cache the read is waiting on). It returns the read's answer.
+func (e *testEnv) readDuringConfigChange(path string, data, change map[string]any) *logical.Response {
+	e.t.Helper()
+	e.clock.Advance(55 * time.Minute) // due for refresh, still servable
+	e.manus.FailNext(stall(500 * time.Millisecond))
+	got := make(chan *logical.Response, 1)
+	go func() {
+		resp, _ := e.request(logical.ReadOperation, path, data)
+		got <- resp
+	}()
+	time.Sleep(100 * time.Millisecond) // the refresh is in flight
+	resp, err := e.writeConfig(change)
+	requireOK(e.t, resp, err)
+	return <-got
+}
+
 // TestStatusProbeReadsThroughAConfigChange: the status probe gets its token
 // as a token read does, so a config write that replaces the cache while the
 // probe waits on a mint costs the probe nothing either.
 func TestStatusProbeReadsThroughAConfigChange(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	e.clock.Advance(55 * time.Minute) // due for refresh, still servable
-	e.manus.FailNext(stall(500 * time.Millisecond))
-
-	got := make(chan *logical.Response, 1)
-	go func() {
-		resp, _ := e.request(logical.ReadOperation, "status", map[string]any{"probe": true})
-		got <- resp
-	}()
-	time.Sleep(100 * time.Millisecond) // the probe's refresh is in flight
-	resp, err := e.writeConfig(map[string]any{"request_timeout": 5, "verify_credentials": false})
-	requireOK(t, resp, err)
-
-	status := <-got
+	status := e.readDuringConfigChange("status", map[string]any{"probe": true}, map[string]any{"request_timeout": 5, "verify_credentials": false})
 	if status == nil || status.IsError() {
 		t.Fatalf("status read failed: %v", status)
 	}
@@ -246,20 +240,8 @@ func TestStatusProbeReadsThroughAConfigChange(t *testing.T) {
 // not as the replaced one did.
 func TestReadCutShortByAConfigChangeAnswersInTheNewMode(t *testing.T) {
 	e := newTestEnv(t)
-	e.configure(nil)                  // leased reads
-	e.clock.Advance(55 * time.Minute) // due for refresh, still servable
-	e.manus.FailNext(stall(500 * time.Millisecond))
-
-	got := make(chan *logical.Response, 1)
-	go func() {
-		resp, _ := e.request(logical.ReadOperation, "token", nil)
-		got <- resp
-	}()
-	time.Sleep(100 * time.Millisecond) // the refresh is in flight
-	resp, err := e.writeConfig(map[string]any{"request_timeout": 5, "leased_reads": false, "verify_credentials": false})
-	requireOK(t, resp, err)
-
-	read := <-got
+	e.configure(nil) // leased reads
+	read := e.readDuringConfigChange("token", nil, map[string]any{"request_timeout": 5, "leased_reads": false, "verify_credentials": false})
 	if read == nil || read.IsError() {
 		t.Fatalf("the read cut short by the config change failed: %v", read)
 	}
