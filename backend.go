@@ -39,7 +39,7 @@ type backend struct {
 	// persist a newly minted token.
 	storage logical.Storage
 	// stats counts this mount's mints, failures and reads.
-	stats mountStats
+	stats *mountStats
 	// metrics is the mount's own Prometheus registry (metrics.go).
 	metrics *mountMetrics
 
@@ -95,8 +95,7 @@ func (b *backend) setup(ctx context.Context, conf *logical.BackendConfig) error 
 }
 
 func newBackend(clock func() time.Time) *backend {
-	b := &backend{clock: clock, retry: defaultRetryPolicy}
-	b.stats.mintDuration = newMintDurationHistogram()
+	b := &backend{clock: clock, retry: defaultRetryPolicy, stats: newMountStats()}
 	b.Backend = &framework.Backend{
 		BackendType:    logical.TypeLogical,
 		Help:           strings.TrimSpace(backendHelp),
@@ -203,11 +202,11 @@ func (b *backend) newTokenCacheFor(cfg *manusConfig, mount string) (*tokenCache,
 	if err != nil {
 		return nil, err
 	}
-	m := &minter{client: client, clientID: cfg.loggableClientID(), logger: logger, stats: &b.stats, policy: b.retry, clock: b.clock}
+	m := &minter{client: client, clientID: cfg.loggableClientID(), logger: logger, stats: b.stats, policy: b.retry, clock: b.clock}
 	c := newTokenCache(m, b.clock, tokenCacheOptions{
 		refreshThreshold: cfg.RefreshThreshold,
 		requestTimeout:   cfg.RequestTimeout,
-		stats:            &b.stats,
+		stats:            b.stats,
 		logger:           logger,
 		persist:          func(tok *accessToken) { b.persistToken(logger, tok, cfg.Generation) },
 		leasedReads:      cfg.LeasedReads,

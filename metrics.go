@@ -3,7 +3,6 @@ package manus
 import (
 	"bytes"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,9 +19,9 @@ const metricsNamespace = "vault_manus"
 var metricsFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
 
 // mintDurationBuckets are the histogram buckets, in seconds, for how long a
-// successful mint took, retries included; the last matches the 45s budget
-// of a whole mint (defaultRetryPolicy).
-var mintDurationBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 45}
+// successful mint took, retries included; the last is the budget of a whole
+// mint (defaultRetryPolicy), which no mint outlasts.
+var mintDurationBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, defaultRetryPolicy.budget.Seconds()}
 
 // newMintDurationHistogram is one mount's mint-latency histogram. It lives
 // in mountStats, where the minter observes it, and is registered in the
@@ -36,6 +35,19 @@ func newMintDurationHistogram() prometheus.Histogram {
 	})
 }
 
+// newTokenRequestsCounter is one mount's count of token requests by outcome
+// and Manus code (requestOutcome). The successful series is created at once,
+// so it exists from the first scrape.
+func newTokenRequestsCounter() *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace,
+		Name:      "token_requests_total",
+		Help:      "Requests to the Manus token endpoint by outcome and Manus error code (none: no code; other: a code not documented by Manus). Counts from zero when the plugin process starts.",
+	}, []string{"outcome", "manus_code"})
+	c.WithLabelValues("success", "none")
+	return c
+}
+
 // mountMetrics is one mount's Prometheus registry. The plugin serves every
 // mount from one process, so nothing is registered globally: each backend
 // owns its registry and its collector reads that backend's state only.
@@ -47,7 +59,7 @@ type mountMetrics struct {
 func newMountMetrics(b *backend) *mountMetrics {
 	m := &mountMetrics{
 		registry:   prometheus.NewPedanticRegistry(),
-		collectors: []prometheus.Collector{newMountCollector(b), b.stats.mintDuration},
+		collectors: []prometheus.Collector{newMountCollector(b), b.stats.requests, b.stats.mintDuration},
 	}
 	m.registry.MustRegister(m.collectors...)
 	return m
@@ -82,7 +94,6 @@ func (m *mountMetrics) exposition() ([]byte, error) {
 type metricDescs struct {
 	buildInfo         *prometheus.Desc
 	mints             *prometheus.Desc
-	requests          *prometheus.Desc
 	retries           *prometheus.Desc
 	reads             *prometheus.Desc
 	backoff           *prometheus.Desc
@@ -103,7 +114,6 @@ func newMetricDescs() metricDescs {
 	return metricDescs{
 		buildInfo:         desc("build_info", "Always 1; the version label is the plugin version serving this mount.", "version"),
 		mints:             desc("token_mints_total", "Token mints by outcome (success, failure); one mint is all the attempts, retries included, made to get one token. Counts from zero when the plugin process starts.", "outcome"),
-		requests:          desc("token_requests_total", "Requests to the Manus token endpoint by outcome and Manus error code (none: no code; other: a code not documented by Manus). Counts from zero when the plugin process starts.", "outcome", "manus_code"),
 		retries:           desc("token_request_retries_total", "Token requests that were retries of a failed one. Counts from zero when the plugin process starts."),
 		reads:             desc("token_reads_total", "Token reads by how they were answered: cache (the cached token, no mint), minted (after waiting for a new token), stale (the cached token after its refresh failed), failed (an error). Status probes count as reads. Counts from zero when the plugin process starts.", "outcome"),
 		backoff:           desc("failure_backoff", "1 while a failure back-off is in force (reads do not ask Manus for a token), else 0."),
@@ -120,7 +130,7 @@ func newMetricDescs() metricDescs {
 
 func (d *metricDescs) describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{
-		d.buildInfo, d.mints, d.requests, d.retries, d.reads,
+		d.buildInfo, d.mints, d.retries, d.reads,
 		d.backoff, d.backoffEnd, d.consecutiveFailed, d.tokenCached,
 		d.tokenExpiresIn, d.tokenRefreshDueIn, d.lastMintTimestamp, d.lastFailureAt,
 		d.leasedReads,
@@ -147,18 +157,17 @@ func (c *mountCollector) Collect(ch chan<- prometheus.Metric) {
 	c.collectCache(ch)
 }
 
-// collectCounters emits the build info and the counters in mountStats.
+// collectCounters emits the build info and the counters in mountStats
+// (the token requests and the mint latency are Prometheus types of their
+// own, registered beside the collector).
 func (c *mountCollector) collectCounters(ch chan<- prometheus.Metric) {
-	d, s := &c.descs, &c.b.stats
+	d, s := &c.descs, c.b.stats
 	counter := func(desc *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
 	}
 	ch <- prometheus.MustNewConstMetric(d.buildInfo, prometheus.GaugeValue, 1, c.b.RunningVersion)
 	counter(d.mints, s.mints.Load(), "success")
 	counter(d.mints, s.mintFailures.Load(), "failure")
-	for key, n := range s.requests.snapshot() {
-		counter(d.requests, n, key.outcome, key.code)
-	}
 	counter(d.retries, s.retries.Load())
 	counter(d.reads, s.cacheHits.Load(), "cache")
 	counter(d.reads, s.readsMinted.Load(), "minted")
@@ -208,36 +217,6 @@ func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // requestKey labels one token request's outcome.
 type requestKey struct{ outcome, code string }
-
-// requestCounts counts token requests by outcome and Manus code. Its zero
-// value is ready to use.
-type requestCounts struct {
-	mu sync.Mutex
-	n  map[requestKey]int64
-}
-
-// record counts one token request that ended with err (nil: a token).
-func (r *requestCounts) record(err error) {
-	key := requestOutcome(err)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.n == nil {
-		r.n = map[requestKey]int64{}
-	}
-	r.n[key]++
-}
-
-// snapshot copies the counts; a successful request is always present, so
-// the series exists from the first scrape.
-func (r *requestCounts) snapshot() map[requestKey]int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := map[requestKey]int64{{outcome: "success", code: "none"}: 0}
-	for k, v := range r.n {
-		out[k] = v
-	}
-	return out
-}
 
 // requestOutcome is the label pair for a token request's result. The code
 // label takes only codes Manus or OAuth2 document, so an upstream cannot

@@ -67,7 +67,7 @@ func (m *minter) mintToken(ctx context.Context) (*accessToken, error) {
 	started := time.Now()
 	for attempt := 1; ; attempt++ {
 		tok, err := m.client.mintToken(ctx)
-		m.stats.requests.record(err)
+		m.stats.recordRequest(err)
 		if err == nil {
 			m.stats.mints.Add(1)
 			m.stats.mintDuration.Observe(time.Since(started).Seconds())

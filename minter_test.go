@@ -112,7 +112,7 @@ func (f *fakeAttempter) mintToken(ctx context.Context) (*accessToken, error) {
 func TestMintStaysWithinBudget(t *testing.T) {
 	attempter := &fakeAttempter{err: &upstreamError{kind: failUnavailable, status: 503}}
 	m := &minter{
-		client: attempter, logger: hclog.NewNullLogger(), stats: &mountStats{mintDuration: newMintDurationHistogram()}, clock: wallClock,
+		client: attempter, logger: hclog.NewNullLogger(), stats: newMountStats(), clock: wallClock,
 		policy: retryPolicy{attempts: 100, baseDelay: 200 * time.Millisecond, maxDelay: 400 * time.Millisecond, budget: 2 * time.Second, sleep: sleepContext},
 	}
 	started := time.Now()

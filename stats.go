@@ -19,14 +19,26 @@ type mountStats struct {
 	staleServes    atomic.Int64 // reads served a cached token after a refresh failed
 
 	// For the metrics path (metrics.go).
-	mintFailures atomic.Int64         // mints that failed, all attempts spent
-	readsMinted  atomic.Int64         // reads that waited for a mint and got its token
-	readsFailed  atomic.Int64         // token reads answered with an error
-	requests     requestCounts        // token requests by outcome and Manus code
-	mintDuration prometheus.Histogram // how long successful mints took, retries included (newMintDurationHistogram)
+	mintFailures atomic.Int64           // mints that failed, all attempts spent
+	readsMinted  atomic.Int64           // reads that waited for a mint and got its token
+	readsFailed  atomic.Int64           // token reads answered with an error
+	requests     *prometheus.CounterVec // token requests by outcome and Manus code (newTokenRequestsCounter)
+	mintDuration prometheus.Histogram   // how long successful mints took, retries included (newMintDurationHistogram)
 
 	mu        sync.Mutex
 	lastError *failureRecord
+}
+
+// newMountStats is a mount's counters at zero, with the two series the
+// minter records straight into Prometheus types (metrics.go).
+func newMountStats() *mountStats {
+	return &mountStats{requests: newTokenRequestsCounter(), mintDuration: newMintDurationHistogram()}
+}
+
+// recordRequest counts one token request that ended with err (nil: a token).
+func (s *mountStats) recordRequest(err error) {
+	key := requestOutcome(err)
+	s.requests.WithLabelValues(key.outcome, key.code).Inc()
 }
 
 // failureRecord is the last failed token request, as safe to show: the
