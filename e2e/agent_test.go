@@ -31,25 +31,7 @@ func TestVaultAgentKeepsRenderedTokenValid(t *testing.T) {
 	rendered := filepath.Join(v.dir, "manus-token")
 	startAgent(t, v, rendered)
 
-	seen := map[string]time.Time{} // token -> first seen
-	var order []string
-	deadline := time.Now().Add(watchFor)
-	for time.Now().Before(deadline) {
-		data, err := os.ReadFile(rendered)
-		now := time.Now()
-		if err == nil && len(data) > 0 {
-			tok := strings.TrimSpace(string(data))
-			if _, ok := seen[tok]; !ok {
-				seen[tok] = now
-				order = append(order, tok)
-			}
-			if !manus.IsValid(tok) {
-				t.Fatalf("at %s the rendered file holds a token Manus does not accept (issued: %v, expired at %s)",
-					now.Format(time.StampMilli), manus.ClientOf(tok) != "", manus.ExpiresAt(tok).Format(time.StampMilli))
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	order, seen := watchRenderedToken(t, rendered, manus, watchFor, false)
 
 	if len(order) < 3 {
 		t.Fatalf("the rendered file showed %d distinct tokens in %s of %s tokens; want at least 3", len(order), watchFor, lifetime)
@@ -62,6 +44,37 @@ func TestVaultAgentKeepsRenderedTokenValid(t *testing.T) {
 	if mints := manus.Mints(); mints > len(order)+2 {
 		t.Fatalf("%d mints for %d rendered tokens", mints, len(order))
 	}
+}
+
+// watchRenderedToken polls the Agent's rendered file every 50 ms for
+// watchFor and fails the test the moment it holds a token Manus does not
+// accept. It returns the distinct tokens in the order they appeared and when
+// each was first seen. With requireContent a missing or empty file fails the
+// test too; without it, a read that finds no file or no bytes is skipped.
+func watchRenderedToken(t *testing.T, rendered string, manus *fakeManus, watchFor time.Duration, requireContent bool) ([]string, map[string]time.Time) {
+	t.Helper()
+	seen := map[string]time.Time{} // token -> first seen
+	var order []string
+	for deadline := time.Now().Add(watchFor); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		data, err := os.ReadFile(rendered)
+		now := time.Now()
+		tok := strings.TrimSpace(string(data))
+		switch {
+		case requireContent && (err != nil || tok == ""):
+			t.Fatalf("the rendered file is missing or empty at %s (%v)", now.Format(time.StampMilli), err)
+		case err != nil || len(data) == 0:
+			continue
+		}
+		if _, ok := seen[tok]; !ok {
+			seen[tok] = now
+			order = append(order, tok)
+		}
+		if !manus.IsValid(tok) {
+			t.Fatalf("at %s the rendered file holds a token Manus does not accept (issued: %v, expired at %s)",
+				now.Format(time.StampMilli), manus.ClientOf(tok) != "", manus.ExpiresAt(tok).Format(time.StampMilli))
+		}
+	}
+	return order, seen
 }
 
 // startAgent runs `vault agent` with token-file auto-auth, one template and

@@ -288,6 +288,19 @@ func (v *vaultServer) waitHealth(want ...int) int {
 	return 0
 }
 
+// terminateGroup sends SIGTERM to the process group led by pid and waits
+// for done (closed when the leader has exited); if that takes over 15 s it
+// sends SIGKILL and waits again.
+func terminateGroup(pid int, done <-chan struct{}) {
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
 // stop ends the server and its plugin processes: SIGTERM to the group, then
 // SIGKILL if it lingers. Stopping a stopped server does nothing.
 func (v *vaultServer) stop() {
@@ -297,14 +310,7 @@ func (v *vaultServer) stop() {
 	select {
 	case <-v.done:
 	default:
-		pgid := v.cmd.Process.Pid
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-v.done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-v.done
-		}
+		terminateGroup(v.cmd.Process.Pid, v.done)
 	}
 	// Plugin processes may outlive vault by a moment.
 	_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -314,13 +313,7 @@ scrape_configs:
 
 func (p *prometheusServer) stop(t *testing.T) {
 	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.done
-	}
+	terminateGroup(pgid, p.done)
 	liveGroups.Delete(pgid)
 	if t.Failed() {
 		t.Logf("prometheus log (tail):\n%s", p.logTail())

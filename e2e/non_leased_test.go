@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -110,25 +109,7 @@ func TestVaultAgentNonLeasedMode(t *testing.T) {
 	startAgent(t, v, rendered)
 	readsAtStart := tokenReadsIn(t, auditPath)
 
-	seen := map[string]bool{}
-	var order []string
-	deadline := time.Now().Add(watchFor)
-	for time.Now().Before(deadline) {
-		data, err := os.ReadFile(rendered)
-		if err != nil || len(strings.TrimSpace(string(data))) == 0 {
-			t.Fatalf("the rendered file is missing or empty at %s (%v)", time.Now().Format(time.StampMilli), err)
-		}
-		tok := strings.TrimSpace(string(data))
-		if !seen[tok] {
-			seen[tok] = true
-			order = append(order, tok)
-		}
-		if !manus.IsValid(tok) {
-			t.Fatalf("at %s the rendered file holds a token Manus does not accept (expired at %s)",
-				time.Now().Format(time.StampMilli), manus.ExpiresAt(tok).Format(time.StampMilli))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	order, _ := watchRenderedToken(t, rendered, manus, watchFor, true)
 	reads := tokenReadsIn(t, auditPath) - readsAtStart
 
 	// 20 s tokens are due after 10 s, and the Agent comes back 1 to 2 s
