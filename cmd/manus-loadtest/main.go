@@ -219,17 +219,11 @@ func measureColdStart(client *http.Client, o options) coldStart {
 // countLeases lists the leases under prefix (sys/leases/lookup), -1 if the
 // list fails.
 func countLeases(client *http.Client, o options, prefix string) int {
-	req, err := http.NewRequest("LIST", o.addr+"/v1/sys/leases/lookup/"+prefix, nil)
-	if err != nil {
+	status, body, err := vaultRequest(client, o, "LIST", "sys/leases/lookup/"+prefix, "")
+	switch {
+	case err != nil:
 		return -1
-	}
-	req.Header.Set("X-Vault-Token", o.token)
-	resp, err := client.Do(req)
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
+	case status == http.StatusNotFound:
 		return 0
 	}
 	var list struct {
@@ -237,28 +231,37 @@ func countLeases(client *http.Client, o options, prefix string) int {
 			Keys []string `json:"keys"`
 		} `json:"data"`
 	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&list) != nil {
+	if status != http.StatusOK || json.Unmarshal(body, &list) != nil {
 		return -1
 	}
 	return len(list.Data.Keys)
 }
 
+// call sends one request and fails on any status from 300 up.
 func call(client *http.Client, o options, method, path, body string) error {
+	status, msg, err := vaultRequest(client, o, method, path, body)
+	if err == nil && status >= 300 {
+		err = fmt.Errorf("%s %s: HTTP %d %s", method, path, status, msg)
+	}
+	return err
+}
+
+// vaultRequest sends one request with the token to /v1/path and returns
+// the status and the whole body, read to the end so the connection is
+// reused.
+func vaultRequest(client *http.Client, o options, method, path, body string) (int, []byte, error) {
 	req, err := http.NewRequest(method, o.addr+"/v1/"+path, bytes.NewBufferString(body))
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	req.Header.Set("X-Vault-Token", o.token)
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(resp.Body) // read to the end so the connection is reused
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: HTTP %d %s", method, path, resp.StatusCode, msg)
-	}
-	return nil
+	msg, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, msg, nil
 }
 
 // peakRSS is the high-water RSS (VmHWM) of the running plugin processes, in
