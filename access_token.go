@@ -85,10 +85,10 @@ func (t *accessToken) leaseTTL(now time.Time) time.Duration {
 	return ttl
 }
 
-// refreshThreshold is the remaining life below which the token is replaced:
-// the configured threshold, but never more than half the lifetime, so short
-// tokens are still reused.
-func (t *accessToken) refreshThreshold(configured time.Duration) time.Duration {
+// effectiveRefreshThreshold is the remaining life below which the token is
+// replaced: the configured threshold, but never more than half the
+// lifetime, so short tokens are still reused.
+func (t *accessToken) effectiveRefreshThreshold(configured time.Duration) time.Duration {
 	return min(configured, t.lifetime()/2)
 }
 
@@ -100,15 +100,19 @@ func (t *accessToken) servableAt(now time.Time) bool {
 
 // minServableLife is the least remaining life that still gives a lease of
 // a second (leaseTTL > 0) to a response built up to responseSlack later.
+// leaseTTL rounds the life left after the margin to the nearest second, so
+// the margin plus half a second is the least that rounds up to a second;
+// leaseTTL also never passes the remaining life truncated, so the life left
+// must be a whole second at least.
 func (t *accessToken) minServableLife() time.Duration {
-	return responseSlack + max(t.safetyMargin()+500*time.Millisecond, time.Second)
+	return responseSlack + max(t.safetyMargin()+time.Second/2, time.Second)
 }
 
 // refreshAt is when the token is due for replacement: when its remaining
 // life reaches the refresh threshold, or the least it can be served with,
 // whichever comes first.
 func (t *accessToken) refreshAt(configuredThreshold time.Duration) time.Time {
-	return t.ExpiresAt.Add(-max(t.refreshThreshold(configuredThreshold), t.minServableLife()))
+	return t.ExpiresAt.Add(-max(t.effectiveRefreshThreshold(configuredThreshold), t.minServableLife()))
 }
 
 // isFresh reports whether the token should be served without minting.
@@ -122,8 +126,8 @@ func (t *accessToken) rotationPeriod(configuredThreshold time.Duration) time.Dur
 	return t.refreshAt(configuredThreshold).Sub(t.MintedAt)
 }
 
-// rereadIn is how long a non-leased reader served this fresh token at now
-// should keep it before reading again (the rotating-secret contract's ttl;
+// freshRereadIn is how long a non-leased reader served this fresh token at
+// now should keep it before reading again (the rotating-secret contract's ttl;
 // Vault Agent reads again exactly one second after it).
 //
 // Until the refresh point, plus a random whole number of seconds up to a
@@ -132,16 +136,16 @@ func (t *accessToken) rotationPeriod(configuredThreshold time.Duration) time.Dur
 // lands at or after the refresh point and gets a new token; since the
 // threshold is at least ten spreads, the old token still has most of its
 // threshold left. Never past servableUntil, and at least a second.
-func (t *accessToken) rereadIn(now time.Time, configuredThreshold time.Duration) time.Duration {
+func (t *accessToken) freshRereadIn(now time.Time, configuredThreshold time.Duration) time.Duration {
 	refreshAt := t.refreshAt(configuredThreshold)
-	until := refreshAt.Add(rereadJitter(t.refreshThreshold(configuredThreshold)))
+	until := refreshAt.Add(rereadJitter(t.effectiveRefreshThreshold(configuredThreshold)))
 	// Only a threshold below the least servable life leaves no room
 	// between the two; then the refresh point wins, as the reader must
 	// come back to a new token.
 	return wholeSecondsUntil(now, latest(earliest(until, t.servableUntil(now)), refreshAt))
 }
 
-// staleRereadIn is rereadIn for a token served after its refresh failed:
+// staleRereadIn is freshRereadIn's counterpart for a token served after its refresh failed:
 // until the failure back-off ends at backoffEnd, when a mint may be tried
 // again, never past servableUntil, and at least a second.
 func (t *accessToken) staleRereadIn(now, backoffEnd time.Time) time.Duration {

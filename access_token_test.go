@@ -121,7 +121,7 @@ func TestRereadInOfAFreshToken(t *testing.T) {
 	refreshIn := tok.refreshAt(defaultRefreshThreshold).Sub(now) // 43 min
 	seen := map[time.Duration]bool{}
 	for range 500 {
-		wait := tok.rereadIn(now, defaultRefreshThreshold)
+		wait := tok.freshRereadIn(now, defaultRefreshThreshold)
 		if wait%time.Second != 0 || wait < refreshIn || wait > refreshIn+maxRereadSpread {
 			t.Fatalf("reread in %s, want whole seconds in [%s, %s]", wait, refreshIn, refreshIn+maxRereadSpread)
 		}
@@ -132,7 +132,7 @@ func TestRereadInOfAFreshToken(t *testing.T) {
 	}
 	// Near expiry the lease, not the refresh point, bounds the wait.
 	late := tok.ExpiresAt.Add(-90 * time.Second)
-	if wait := tok.rereadIn(late, 30*time.Minute); wait != time.Second {
+	if wait := tok.freshRereadIn(late, 30*time.Minute); wait != time.Second {
 		t.Fatalf("reread in %s with 90 s of life left and the refresh point passed, want 1 s", wait)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/sync/singleflight"
 )
 
 // Version is the plugin's version ("v" + the VERSION file), stamped at
@@ -35,21 +36,25 @@ type backend struct {
 	clock func() time.Time
 	// retry bounds each mint's retries; tests shorten its delays.
 	retry retryPolicy
-	// storage is the mount's storage view, used outside requests to
-	// persist a newly minted token.
-	storage logical.Storage
+	// node is what this node may do with the mount's storage (cluster.go);
+	// it is also the system view the framework sees.
+	node *clusterNode
+	// store persists the mount's token.
+	store *tokenStore
 	// stats counts this mount's mints, failures and reads.
 	stats *mountStats
 	// metrics is the mount's own Prometheus registry (metrics.go).
 	metrics *mountMetrics
 
-	// mu serialises loading, replacing and dropping the token cache, so a
-	// config write and an invalidation cannot interleave.
+	// mu serialises replacing and dropping the token cache, so a config
+	// write and an invalidation cannot interleave. It is never held while
+	// a cache is built (parsing ca_cert, reading storage).
 	mu sync.Mutex
-
-	// persistMu orders writes and deletes of the persisted token, so a
-	// token is only ever stored under the config it was minted with.
-	persistMu sync.Mutex
+	// swaps counts replacements and drops of the cache, so a cache built
+	// without mu is installed only if nothing changed meanwhile.
+	swaps atomic.Uint64
+	// loading makes concurrent cold reads build one cache.
+	loading singleflight.Group
 
 	// tokens is the mount's token cache, built from the stored config on
 	// first use; nil means "load it again".
@@ -81,16 +86,19 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 func wallClock() time.Time { return time.Now().Round(0) }
 
 func (b *backend) setup(ctx context.Context, conf *logical.BackendConfig) error {
-	if conf.System != nil {
-		// A copy, so the caller's config keeps the system view it passed.
-		withCache := *conf
-		withCache.System = newReplicationStateCache(conf.System, b.clock)
-		conf = &withCache
+	sys := conf.System
+	if sys == nil {
+		sys = &logical.StaticSystemView{}
 	}
+	b.node = newClusterNode(sys, b.clock)
+	// A copy, so the caller's config keeps the system view it passed.
+	withNode := *conf
+	withNode.System = b.node
+	conf = &withNode
 	if err := b.Setup(ctx, conf); err != nil {
 		return err
 	}
-	b.storage = conf.StorageView
+	b.store = &tokenStore{storage: conf.StorageView, node: b.node, logger: b.Logger()}
 	return nil
 }
 
@@ -103,6 +111,7 @@ func newBackend(clock func() time.Time) *backend {
 		Paths: []*framework.Path{
 			b.pathConfig(),
 			b.pathToken(),
+			b.pathTokenRefresh(),
 			b.pathStatus(),
 			b.pathMetrics(),
 		},
@@ -125,7 +134,9 @@ func (b *backend) invalidate(ctx context.Context, key string) {
 	case configStorageKey:
 		b.replaceTokenCache(nil, errMountReconfigured)
 	case tokenStorageKey:
-		b.reloadStoredToken(ctx)
+		if c := b.tokens.Load(); c != nil {
+			b.store.restore(ctx, b.store.storage, c)
+		}
 	}
 }
 
@@ -135,84 +146,98 @@ func (b *backend) clean(_ context.Context) {
 	b.metrics.drop()
 }
 
-// servedToken is what one read of the mount's token got.
-type servedToken struct {
-	token *accessToken
-	// warning is non-empty when token is a cached one served because its
-	// refresh failed.
-	warning string
-	// cache served it; its read mode and refresh schedule shape the answer.
-	cache *tokenCache
-}
-
-// readToken gets the mount's token for one read; the token path and the
-// status probe both read through it. The cache is built from storage on
-// first use. A read whose mint was cut short because a config write replaced
-// the cache goes on once with the new cache rather than failing; after a
-// config delete or an unmount there is none, and the read gets why.
+// readToken gets the mount's token for one read, in the config's read mode;
+// the token path and the status probe both read through it. The cache is
+// built from storage on first use. A read whose mint was cut short because
+// a config write replaced the cache goes on once with the new cache rather
+// than failing; after a config delete or an unmount there is none, and the
+// read gets why.
 //
 // Errors: errNotConfigured, a storage error, an error building the client
-// from the stored config (a ca_cert that no longer loads), or what
-// tokenCache.token returns (an *upstreamError, *backoffError,
-// *mintInProgressError or *cacheClosedError).
+// from the stored config (a ca_cert that no longer loads), a *forwardError
+// on a node that may not mint or lease, or what tokenCache.token returns (an
+// *upstreamError, *backoffError, *tokenRejectedError, *mintInProgressError
+// or *cacheClosedError).
 func (b *backend) readToken(ctx context.Context, req *logical.Request) (servedToken, error) {
-	cache, err := b.tokenCache(ctx, req)
+	cache, err := b.loadTokenCache(ctx, req)
 	if err != nil {
 		return servedToken{}, err
 	}
-	tok, warning, err := cache.token(ctx)
+	served, err := cache.serve(ctx)
 	if next := b.tokens.Load(); errors.Is(err, errMountReconfigured) && next != nil && next != cache {
-		cache = next
-		tok, warning, err = cache.token(ctx)
+		served, err = next.serve(ctx)
 	}
-	return servedToken{token: tok, warning: warning, cache: cache}, err
+	return served, err
 }
 
-// tokenCache returns the mount's cache, building it from storage if needed.
-func (b *backend) tokenCache(ctx context.Context, req *logical.Request) (*tokenCache, error) {
-	if c := b.tokens.Load(); c != nil {
-		return c, nil
+// loadTokenCache returns the mount's cache, building it from storage if
+// needed. Concurrent callers share one build, which runs without b.mu (a
+// ca_cert is parsed, storage read), and the result is installed only if no
+// config write, delete or invalidation came in meanwhile; otherwise the
+// build starts over from the new storage, a few times at most.
+func (b *backend) loadTokenCache(ctx context.Context, req *logical.Request) (*tokenCache, error) {
+	// The build is shared: one reader giving up must not fail the others.
+	ctx = context.WithoutCancel(ctx)
+	for range 5 {
+		if c := b.tokens.Load(); c != nil {
+			return c, nil
+		}
+		v, err, _ := b.loading.Do("cache", func() (any, error) {
+			return b.buildAndInstall(ctx, req.Storage, req.MountPoint)
+		})
+		if err != nil {
+			return nil, err
+		}
+		if c := v.(*tokenCache); c != nil {
+			return c, nil
+		}
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if c := b.tokens.Load(); c != nil {
-		return c, nil
-	}
-	cfg, err := readConfig(ctx, req.Storage)
+	return nil, errMountReconfigured
+}
+
+// buildAndInstall builds a cache from the stored config and installs it. It
+// returns nil when the cache changed while it built, for the caller to look
+// again.
+func (b *backend) buildAndInstall(ctx context.Context, s logical.Storage, mount string) (*tokenCache, error) {
+	swaps := b.swaps.Load()
+	cfg, err := readConfig(ctx, s)
 	if err != nil {
 		return nil, err
 	}
 	if cfg == nil {
 		return nil, errNotConfigured
 	}
-	c, err := b.newTokenCacheFor(cfg, req.MountPoint)
+	c, err := b.newTokenCache(cfg, mount)
 	if err != nil {
 		return nil, err
 	}
-	b.restoreStoredToken(ctx, req.Storage, c, cfg)
-	b.tokens.Store(c)
+	b.store.restore(ctx, s, c)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.swaps.Load() != swaps || b.tokens.Load() != nil {
+		c.close(errMountReconfigured)
+		return nil, nil
+	}
+	b.swapTokenCacheLocked(c, nil)
 	return c, nil
 }
 
-// newTokenCacheFor builds a cache for cfg. Its log lines name the mount, as
-// one plugin process serves every mount.
-func (b *backend) newTokenCacheFor(cfg *manusConfig, mount string) (*tokenCache, error) {
+// newTokenCache builds a cache for cfg, not yet the mount's. Its log lines
+// name the mount, as one plugin process serves every mount.
+func (b *backend) newTokenCache(cfg *manusConfig, mount string) (*tokenCache, error) {
 	logger := b.mountLogger(mount)
 	client, err := newManusClient(cfg, b.clock, logger)
 	if err != nil {
 		return nil, err
 	}
 	m := &minter{client: client, clientID: cfg.loggableClientID(), logger: logger, stats: b.stats, policy: b.retry, clock: b.clock}
-	c := newTokenCache(m, b.clock, tokenCacheOptions{
-		refreshThreshold: cfg.RefreshThreshold,
-		requestTimeout:   cfg.RequestTimeout,
-		stats:            b.stats,
-		logger:           logger,
-		persist:          func(tok *accessToken) { b.persistToken(logger, tok, cfg.Generation) },
-		leasedReads:      cfg.LeasedReads,
-	})
-	c.client = client
-	return c, nil
+	return newTokenCache(cfg, m, b.clock, tokenCacheOptions{
+		client: client,
+		node:   b.node,
+		store:  b.store,
+		stats:  b.stats,
+		logger: logger,
+	}), nil
 }
 
 // mountLogger is the backend's logger with the mount path on every line.
@@ -229,6 +254,10 @@ func (b *backend) replaceTokenCache(c *tokenCache, why *cacheClosedError) {
 }
 
 func (b *backend) swapTokenCacheLocked(c *tokenCache, why *cacheClosedError) {
+	b.swaps.Add(1)
+	if c != nil {
+		c.installed.Store(true)
+	}
 	if old := b.tokens.Swap(c); old != nil {
 		old.close(why)
 	}
@@ -243,4 +272,5 @@ Write the credential to "config" once. Reading "token" returns a bearer token
 for the /api/user/manage/v1/users endpoints, with a non-renewable lease that
 ends shortly before the token expires. Every reader of a mount shares one
 cached token until it nears expiry, so Manus sees one mint per token lifetime.
+Writing "token/refresh" replaces the token at once.
 `

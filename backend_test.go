@@ -60,7 +60,7 @@ func TestMountsAreIndependent(t *testing.T) {
 	prod.configure(nil)
 	sandbox.configure(map[string]any{"client_id": "tm_sandbox", "client_secret": "sandbox-secret"})
 
-	tokProd, tokSandbox := accessTokenOf(prod.readToken()), accessTokenOf(sandbox.readToken())
+	tokProd, tokSandbox := accessTokenOf(prod.mustReadToken()), accessTokenOf(sandbox.mustReadToken())
 	if tokProd == tokSandbox {
 		t.Fatal("two mounts share a token")
 	}
@@ -72,7 +72,7 @@ func TestMountsAreIndependent(t *testing.T) {
 	if _, err := prod.request(logical.DeleteOperation, "config", nil); err != nil {
 		t.Fatal(err)
 	}
-	if accessTokenOf(sandbox.readToken()) != tokSandbox {
+	if accessTokenOf(sandbox.mustReadToken()) != tokSandbox {
 		t.Fatal("deleting one mount's config changed another mount's token")
 	}
 }
@@ -80,7 +80,7 @@ func TestMountsAreIndependent(t *testing.T) {
 func TestInvalidateConfigDropsCachedToken(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	first := accessTokenOf(e.readToken())
+	first := accessTokenOf(e.mustReadToken())
 
 	// Another node changed config: storage holds the new value and Vault
 	// calls Invalidate on this node.
@@ -93,7 +93,7 @@ func TestInvalidateConfigDropsCachedToken(t *testing.T) {
 	}
 	e.b.InvalidateKey(context.Background(), configStorageKey)
 
-	second := accessTokenOf(e.readToken())
+	second := accessTokenOf(e.mustReadToken())
 	if second == first || e.manus.Mints() != 2 {
 		t.Fatalf("after Invalidate(config) the cached token was reused (mints=%d)", e.manus.Mints())
 	}
@@ -102,9 +102,9 @@ func TestInvalidateConfigDropsCachedToken(t *testing.T) {
 func TestInvalidateOtherKeyKeepsCachedToken(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	first := accessTokenOf(e.readToken())
+	first := accessTokenOf(e.mustReadToken())
 	e.b.InvalidateKey(context.Background(), "something-else")
-	if accessTokenOf(e.readToken()) != first || e.manus.Mints() != 1 {
+	if accessTokenOf(e.mustReadToken()) != first || e.manus.Mints() != 1 {
 		t.Fatal("an unrelated invalidation dropped the token")
 	}
 }
@@ -112,7 +112,7 @@ func TestInvalidateOtherKeyKeepsCachedToken(t *testing.T) {
 func TestCleanDropsCachedToken(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	e.readToken()
+	e.mustReadToken()
 	e.b.Clean(context.Background())
 	if e.b.tokens.Load() != nil {
 		t.Fatal("Clean kept the token cache")

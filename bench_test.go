@@ -98,7 +98,7 @@ func BenchmarkTokenReadColdMint(b *testing.B) {
 func BenchmarkTokenCacheHit(b *testing.B) {
 	e, req := benchEnv(b)
 	ctx := context.Background()
-	cache, err := e.b.tokenCache(ctx, req)
+	cache, err := e.b.loadTokenCache(ctx, req)
 	if err != nil {
 		b.Fatal(err)
 	}

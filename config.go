@@ -1,6 +1,7 @@
 package manus
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -27,6 +28,13 @@ const (
 	// clientIDPrefix starts every Manus client ID; a missing prefix is
 	// worth a warning (a pasted secret?) but not a refusal.
 	clientIDPrefix = "tm_"
+
+	// maxCACertBytes and maxCACertificates bound ca_cert. It holds the CA
+	// of a TLS-intercepting proxy, or a few; the system roots are kept, so
+	// a whole public bundle is never needed, and it is parsed on every
+	// config write and every cache build.
+	maxCACertBytes    = 64 << 10
+	maxCACertificates = 32
 )
 
 // manusConfig is what an operator writes to <mount>/config. It is stored
@@ -43,8 +51,8 @@ type manusConfig struct {
 	// lease. A config stored before the field existed decodes as true.
 	LeasedReads bool `json:"leased_reads"`
 
-	// Generation changes on every write; the stored token records the
-	// generation it was minted under.
+	// Generation changes on every write that changes how tokens are
+	// minted; the stored token records the generation it was minted under.
 	Generation string `json:"generation"`
 }
 
@@ -114,7 +122,7 @@ func (c *manusConfig) validate() error {
 		{"client_secret", c.ClientSecret},
 		{"base_url", c.BaseURL},
 	} {
-		if err := checkCredentialCharacters(field.name, field.value); err != nil {
+		if err := checkVisibleASCII(field.name, field.value); err != nil {
 			return err
 		}
 	}
@@ -127,12 +135,16 @@ func (c *manusConfig) validate() error {
 	case c.RefreshThreshold < time.Second || c.RefreshThreshold > maxRefreshThreshold:
 		return &fieldError{"refresh_threshold", fmt.Sprintf("must be between 1s and %s, got %s", shortDuration(maxRefreshThreshold), shortDuration(c.RefreshThreshold))}
 	}
-	if c.CACert != "" {
-		if _, err := parsePEMCertificates(c.CACert); err != nil {
-			return err
-		}
-	}
 	return nil
+}
+
+// sameConfig reports whether a and b (either may be nil: no config) are
+// the same stored config.
+func sameConfig(a, b *manusConfig) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // warnings lists what is allowed but probably a mistake. The client ID is
@@ -152,6 +164,11 @@ func (c *manusConfig) loggableClientID() string {
 	}
 	return "(withheld: lacks the tm_ prefix)"
 }
+
+// shownClientID is the client ID as config and status reads show it:
+// withheld where logs withhold it, since a value that does not look like a
+// client ID may be a pasted secret.
+func (c *manusConfig) shownClientID() string { return c.loggableClientID() }
 
 func validateBaseURL(raw string) error {
 	u, err := url.Parse(raw)
@@ -183,31 +200,98 @@ func isLoopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// parsePEMCertificates accepts one or more PEM CERTIFICATE blocks and
-// nothing else, so a pasted private key or a truncated block is refused.
-func parsePEMCertificates(data string) ([]*x509.Certificate, error) {
-	rest := []byte(strings.TrimSpace(data))
+// canonicalCACert checks a ca_cert as written and returns its canonical
+// form: the certificates re-encoded, nothing else. It takes at most
+// maxCACertBytes holding up to maxCACertificates PEM CERTIFICATE blocks with
+// nothing but white space around them, so a private key or a note pasted
+// with a certificate is refused, never stored or shown. "" removes the CA.
+func canonicalCACert(data string) (string, error) {
+	if data == "" {
+		return "", nil
+	}
+	if len(data) > maxCACertBytes {
+		return "", &fieldError{"ca_cert", fmt.Sprintf("is %d KiB; at most %d KiB of PEM (up to %d certificates) is accepted", (len(data)+1023)>>10, maxCACertBytes>>10, maxCACertificates)}
+	}
+	certs, err := decodeCertificates([]byte(data), true)
+	if err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	for _, cert := range certs {
+		out.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+	}
+	return out.String(), nil
+}
+
+// loadCACert reads a stored ca_cert. Configs stored by versions before
+// 0.2.0 may hold text around the blocks, which is skipped.
+func loadCACert(data string) ([]*x509.Certificate, error) {
+	return decodeCertificates([]byte(data), false)
+}
+
+// shownCACert is a stored ca_cert as a config read shows it: only its
+// certificates, whatever text an older version stored around them.
+func shownCACert(stored string) string {
+	certs, err := loadCACert(stored)
+	if stored == "" || err != nil {
+		return ""
+	}
+	var out strings.Builder
+	for _, cert := range certs {
+		out.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+	}
+	return out.String()
+}
+
+var pemBegin = []byte("-----BEGIN ")
+
+// decodeCertificates reads PEM CERTIFICATE blocks in time linear in data:
+// each block is decoded from where the last ended, without copying the
+// rest. strict refuses text outside the blocks and more than
+// maxCACertificates of them.
+func decodeCertificates(rest []byte, strict bool) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
-	for len(rest) > 0 {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return nil, &fieldError{"ca_cert", "is not PEM: expected one or more -----BEGIN CERTIFICATE----- blocks"}
+	for {
+		rest = bytes.TrimSpace(rest)
+		if len(rest) == 0 {
+			break
 		}
-		if block.Type != "CERTIFICATE" {
-			return nil, &fieldError{"ca_cert", fmt.Sprintf("contains a %q PEM block; only CERTIFICATE blocks are accepted", block.Type)}
+		if strict && !bytes.HasPrefix(rest, pemBegin) {
+			return nil, &fieldError{"ca_cert", "holds text outside its PEM blocks; give only -----BEGIN CERTIFICATE----- blocks (the text is not stored)"}
+		}
+		block, next := pem.Decode(rest)
+		if block == nil {
+			if strict || len(certs) == 0 {
+				return nil, &fieldError{"ca_cert", "is not PEM: expected one or more -----BEGIN CERTIFICATE----- blocks"}
+			}
+			break // text after the last block of an old stored config
+		}
+		if err := checkCertificateBlock(block, len(certs), strict); err != nil {
+			return nil, err
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
 			return nil, &fieldError{"ca_cert", "contains a certificate that does not parse: " + err.Error()}
 		}
 		certs = append(certs, cert)
-		rest = []byte(strings.TrimSpace(string(rest)))
+		rest = next
 	}
 	if len(certs) == 0 {
 		return nil, &fieldError{"ca_cert", "contains no certificate"}
 	}
 	return certs, nil
+}
+
+func checkCertificateBlock(block *pem.Block, before int, strict bool) error {
+	switch {
+	case block.Type != "CERTIFICATE":
+		return &fieldError{"ca_cert", fmt.Sprintf("contains a %q PEM block; only CERTIFICATE blocks are accepted", shorten(block.Type, 40))}
+	case len(block.Headers) > 0:
+		return &fieldError{"ca_cert", "contains a CERTIFICATE block with PEM headers; give the certificate alone"}
+	case strict && before == maxCACertificates:
+		return &fieldError{"ca_cert", fmt.Sprintf("holds more than %d certificates", maxCACertificates)}
+	}
+	return nil
 }
 
 func readConfig(ctx context.Context, s logical.Storage) (*manusConfig, error) {

@@ -6,8 +6,8 @@ import (
 	"unicode/utf8"
 )
 
-// checkCredentialCharacters refuses a value that holds anything but visible
-// ASCII and inner spaces, naming the field, the kind of character and its
+// checkVisibleASCII refuses a value that holds anything but visible ASCII
+// and inner spaces, naming the field, the kind of character and its
 // position, never the value itself.
 //
 // The rule is RFC 6749 appendix A.1 and A.2: client_id and client_secret are
@@ -21,7 +21,7 @@ import (
 // Manus those come back as "INVALID_CLIENT: unknown or deleted", the wrong
 // diagnosis. base_url gets the same check, since an invisible character in a
 // host name comes back as a DNS failure.
-func checkCredentialCharacters(field, value string) error {
+func checkVisibleASCII(field, value string) error {
 	if value == "" {
 		return nil
 	}

@@ -32,8 +32,12 @@ func TestAPIDocMatchesSchema(t *testing.T) {
 		}
 		subsections := splitOn(section, "\n### ")
 		compareTable(t, p.Pattern+" request", subsections["Request fields"], p.Fields)
-		read := p.Operations[logical.ReadOperation].Properties().Responses[http.StatusOK]
-		compareTable(t, p.Pattern+" response", responseTable(subsections), read[0].Fields)
+		op, ok := p.Operations[logical.ReadOperation]
+		if !ok {
+			op = p.Operations[logical.UpdateOperation]
+		}
+		answer := op.Properties().Responses[http.StatusOK]
+		compareTable(t, p.Pattern+" response", responseTable(subsections), answer[0].Fields)
 	}
 }
 

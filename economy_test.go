@@ -94,7 +94,7 @@ func simulateAgentFleet(tb testing.TB, mode readMode, agents int, simulated time
 		if !a.expiresAt.IsZero() && !a.expiresAt.After(a.next) {
 			tb.Fatalf("an agent held an expired token until its re-read at %s", a.next.Sub(start))
 		}
-		resp := e.readToken()
+		resp := e.mustReadToken()
 		reads++
 		if accessTokenOf(resp) == a.token {
 			tb.Fatalf("an agent's re-read at %s got back the token it held", a.next.Sub(start))

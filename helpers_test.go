@@ -184,10 +184,10 @@ func (e *testEnv) configure(extra map[string]any) {
 	requireOK(e.t, resp, err)
 }
 
-// readToken reads <mount>/token and fails the test on error, or if the
+// mustReadToken reads <mount>/token and fails the test on error, or if the
 // answer is not in the stored config's read mode: a leased secret, or data
 // without one.
-func (e *testEnv) readToken() *logical.Response {
+func (e *testEnv) mustReadToken() *logical.Response {
 	e.t.Helper()
 	resp, err := e.request(logical.ReadOperation, "token", nil)
 	requireOK(e.t, resp, err)

@@ -114,7 +114,7 @@ func newTransport(caPEM string) (*http.Transport, error) {
 // CA for a TLS-intercepting proxy adds to the public roots rather than
 // replacing them.
 func certPoolWith(caPEM string) (*x509.CertPool, error) {
-	certs, err := parsePEMCertificates(caPEM)
+	certs, err := loadCACert(caPEM)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,9 @@ func certPoolWith(caPEM string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// close releases the idle connections of a client that is being replaced.
+// close releases the idle connections of a client that is being replaced,
+// so a replaced config leaves no upstream connection (and its goroutines)
+// open until the idle timeout.
 func (c *manusClient) close() {
 	if t, ok := c.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
@@ -182,7 +184,7 @@ func (c *manusClient) checkTokenType(tokenType string, exchange *recordedExchang
 		c.logger.Debug("the token response has no token_type; taking it as Bearer")
 		return nil
 	}
-	return c.badResponse(exchange, fmt.Sprintf("token_type is %q, expected Bearer", truncate(tokenType, 32)))
+	return c.badResponse(exchange, fmt.Sprintf("token_type is %q, expected Bearer", c.quote(tokenType, "", 32)))
 }
 
 // describeFailure turns a failed exchange into an operator-facing error.
@@ -191,7 +193,7 @@ func (c *manusClient) describeFailure(ctx context.Context, err error, exchange *
 	case exchange.status == 0 && isTimeout(ctx, err):
 		return &upstreamError{kind: failTimeout, tokenURL: c.tokenURL, timeout: c.attemptTimeout}
 	case exchange.status == 0:
-		return &upstreamError{kind: failConnection, tokenURL: c.tokenURL, detail: c.redact(connectionReason(err))}
+		return &upstreamError{kind: failConnection, tokenURL: c.tokenURL, detail: c.quote(connectionReason(err), "", maxReasonLength)}
 	case exchange.oversized:
 		return c.badResponse(exchange, fmt.Sprintf("the body is larger than %d KiB", maxTokenResponseBytes>>10))
 	}
@@ -238,6 +240,14 @@ func (c *manusClient) redact(text string) string {
 	return redactSecret(text, c.oauth.ClientSecret)
 }
 
+// quote is upstream text made fit for a message: the client secret and
+// token (if any) removed first, then shortened to at most limit bytes.
+// Shortening first could cut a secret so that what is left of it no longer
+// looks like it.
+func (c *manusClient) quote(text, token string, limit int) string {
+	return shorten(redactSecret(c.redact(text), token), limit)
+}
+
 // safeCode drops an error code that carries part of the client secret: an
 // upstream that echoes the form into its "error" field would otherwise put
 // the secret, upper-cased, into every message and log line.
@@ -256,14 +266,19 @@ func isTimeout(ctx context.Context, err error) bool {
 	return errors.As(err, &netErr) && netErr.Timeout()
 }
 
+// maxReasonLength is how much of a transport's reason for a failure an
+// error shows.
+const maxReasonLength = 300
+
 // connectionReason keeps the transport's own reason (refused, no such host,
-// certificate problems) without the URL wrapper around it.
+// certificate problems) without the URL wrapper around it. It is upstream
+// text (a malformed answer is quoted in it): quote it before use.
 func connectionReason(err error) string {
 	var urlErr *url.Error
 	if errors.As(err, &urlErr) {
 		err = urlErr.Err
 	}
-	return truncate(err.Error(), 300)
+	return err.Error()
 }
 
 // refuseRedirects makes a client return a redirect instead of following it:
@@ -282,6 +297,10 @@ type probeResult struct {
 
 // accepted reports whether the users API took the token.
 func (r probeResult) accepted() bool { return r.httpStatus >= 200 && r.httpStatus < 300 }
+
+// rejectsToken reports whether the users API refused the token itself (401),
+// as opposed to refusing the request or failing.
+func (r probeResult) rejectsToken() bool { return r.httpStatus == http.StatusUnauthorized }
 
 // probeUsers calls GET /api/user/manage/v1/users?limit=1 with token, to
 // prove the credential end to end.
@@ -305,8 +324,7 @@ func (c *manusClient) probeUsers(ctx context.Context, token string) probeResult 
 		} else {
 			// A broken answer can quote what was sent: the token as well
 			// as the secret come out of the reason.
-			reason := redactSecret(c.redact(connectionReason(err)), token)
-			result.err = fmt.Errorf("could not reach %s: %s", usersURL, reason)
+			result.err = fmt.Errorf("could not reach %s: %s", usersURL, c.quote(connectionReason(err), token, maxReasonLength))
 		}
 		return result
 	}

@@ -1,6 +1,7 @@
 package manus
 
 import (
+	"bufio"
 	"context"
 	"encoding/pem"
 	"fmt"
@@ -178,7 +179,7 @@ func TestProxyAndCACert(t *testing.T) {
 	}
 
 	// Without ca_cert the proxy's tunnel leads to an untrusted certificate.
-	resp, err = e.writeConfig(map[string]any{"ca_cert": ""})
+	resp, err = e.writeConfig(map[string]any{"ca_cert": "", "client_secret": testClientSecret})
 	if _, msg := failureOf(t, resp, err); !strings.Contains(msg, "certificate") {
 		t.Fatalf("without ca_cert: %q, want a certificate error", msg)
 	}
@@ -299,4 +300,118 @@ func (p *tunnelProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func pipe(dst io.WriteCloser, src io.Reader) {
 	defer dst.Close()
 	_, _ = io.Copy(dst, src)
+}
+
+// formEchoServer answers every request with a malformed status line made of
+// pad and the request's form body (or, without one, its bearer token): a
+// broken host or proxy, whose bytes Go's HTTP client quotes in its error.
+func formEchoServer(t *testing.T, pad int) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				req, err := http.ReadRequest(bufio.NewReader(conn))
+				if err != nil {
+					return
+				}
+				body, _ := io.ReadAll(req.Body)
+				echo := string(body)
+				if echo == "" {
+					echo = strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")
+				}
+				_, _ = fmt.Fprintf(conn, "HTTP/1.1 %s%s\r\n\r\n", strings.Repeat("x", pad), echo)
+			}()
+		}
+	}()
+	return "http://" + l.Addr().String()
+}
+
+// TestConnectionFailureCannotLeakPartOfTheSecret: a transport error quotes
+// what a broken upstream sent back, here the request form. However long the
+// quote, and wherever a length limit cuts it, no run of the secret reaches
+// the reader's error, the log or status' last_error: the secret is removed
+// before anything is shortened.
+func TestConnectionFailureCannotLeakPartOfTheSecret(t *testing.T) {
+	for pad := 0; pad <= 300; pad += 2 {
+		t.Run(fmt.Sprint(pad), func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(map[string]any{"verify_credentials": false, "base_url": formEchoServer(t, pad)})
+			_, msg := e.readTokenError()
+			if !strings.Contains(msg, "could not reach") {
+				t.Fatalf("the failure took another path: %q", msg)
+			}
+			lastError, _ := e.readStatus(false)["last_error"].(string)
+			for where, text := range map[string]string{"the error": msg, "last_error": lastError, "the log": e.logs.String()} {
+				if leaked := runOfSecret(text, testClientSecret, 5); leaked != "" {
+					t.Fatalf("%q of the client secret reached %s: %q", leaked, where, text)
+				}
+			}
+		})
+	}
+}
+
+// TestProbeConnectionFailureCannotLeakPartOfTheToken: the same for the
+// bearer token the status probe sends.
+func TestProbeConnectionFailureCannotLeakPartOfTheToken(t *testing.T) {
+	const token = "TOKEN_qwertyuiopasdfghjklzxcvbnm_QWERTYUIOPASDFGHJKL"
+	for pad := 0; pad <= 300; pad += 2 {
+		t.Run(fmt.Sprint(pad), func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(nil)
+			e.seedForProbe(formEchoServer(t, pad), token)
+			probeError, _ := e.readStatus(true)["probe_error"].(string)
+			if leaked := runOfSecret(probeError, token, 5); leaked != "" {
+				t.Fatalf("%q of the token reached probe_error: %q", leaked, probeError)
+			}
+		})
+	}
+}
+
+// TestReplacedClientsCloseTheirConnections: each config write builds a new
+// client (and transport); the one it replaces, and the one a dropped config
+// leaves, close their connections instead of keeping them, and their
+// goroutines, open until the idle timeout.
+func TestReplacedClientsCloseTheirConnections(t *testing.T) {
+	e := newTestEnv(t)
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
+	server := httptest.NewUnstartedServer(e.manus)
+	server.Config.ConnState = func(c net.Conn, state http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch state {
+		case http.StateNew:
+			open[c] = true
+		case http.StateClosed, http.StateHijacked:
+			delete(open, c)
+		}
+	}
+	server.Start()
+	t.Cleanup(server.Close)
+	openConns := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(open)
+	}
+	e.configure(map[string]any{"base_url": server.URL})
+	for i := range 10 {
+		resp, err := e.writeConfig(map[string]any{"request_timeout": 11 + i}) // verified: each mints with a new client
+		requireOK(t, resp, err)
+	}
+	if e.manus.Mints() != 11 {
+		t.Fatalf("%d mints; each write should have minted once", e.manus.Mints())
+	}
+	waitFor(t, func() bool { return openConns() <= 1 })
+	e.b.InvalidateKey(context.Background(), configStorageKey) // another node changed the config
+	waitFor(t, func() bool { return openConns() == 0 })
 }

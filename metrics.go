@@ -2,51 +2,17 @@ package manus
 
 import (
 	"bytes"
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 )
 
-// metricsNamespace prefixes every series the metrics path serves.
-const metricsNamespace = "vault_manus"
-
 // metricsFormat is the exposition format the metrics path answers in: the
 // Prometheus text format, which every Prometheus version scrapes. Vault does
 // not pass the scraper's Accept header to plugins, so there is nothing to
 // negotiate.
 var metricsFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
-
-// mintDurationBuckets are the histogram buckets, in seconds, for how long a
-// successful mint took, retries included; the last is the budget of a whole
-// mint (defaultRetryPolicy), which no mint outlasts.
-var mintDurationBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, defaultRetryPolicy.budget.Seconds()}
-
-// newMintDurationHistogram is one mount's mint-latency histogram. It lives
-// in mountStats, where the minter observes it, and is registered in the
-// mount's own registry beside the collector.
-func newMintDurationHistogram() prometheus.Histogram {
-	return prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: metricsNamespace,
-		Name:      "token_mint_duration_seconds",
-		Help:      "How long successful mints took, retries included, in seconds.",
-		Buckets:   mintDurationBuckets,
-	})
-}
-
-// newTokenRequestsCounter is one mount's count of token requests by outcome
-// and Manus code (requestOutcome). The successful series is created at once,
-// so it exists from the first scrape.
-func newTokenRequestsCounter() *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: metricsNamespace,
-		Name:      "token_requests_total",
-		Help:      "Requests to the Manus token endpoint by outcome and Manus error code (none: no code; other: a code not documented by Manus). Counts from zero when the plugin process starts.",
-	}, []string{"outcome", "manus_code"})
-	c.WithLabelValues("success", "none")
-	return c
-}
 
 // mountMetrics is one mount's Prometheus registry. The plugin serves every
 // mount from one process, so nothing is registered globally: each backend
@@ -105,6 +71,9 @@ type metricDescs struct {
 	lastMintTimestamp *prometheus.Desc
 	lastFailureAt     *prometheus.Desc
 	leasedReads       *prometheus.Desc
+	forwarded         *prometheus.Desc
+	rejected          *prometheus.Desc
+	nodeCanMint       *prometheus.Desc
 }
 
 func newMetricDescs() metricDescs {
@@ -125,6 +94,9 @@ func newMetricDescs() metricDescs {
 		lastMintTimestamp: desc("last_successful_mint_timestamp_seconds", "When the cached token was minted, in Unix seconds (a token restored from storage keeps its mint time); absent when no token is cached."),
 		lastFailureAt:     desc("last_failed_request_timestamp_seconds", "When the last token request failed, in Unix seconds; absent until one has."),
 		leasedReads:       desc("leased_reads", "The read mode: 1 when token reads return a leased secret (leased_reads=true), 0 when they return the token without a lease; absent until the mount's config is loaded."),
+		forwarded:         desc("token_reads_forwarded_total", "Token reads this node could not answer and handed to the node that can, by reason: mint (the token was due and only that node mints) or lease (only that node registers leases). Counts from zero when the plugin process starts.", "reason"),
+		rejected:          desc("token_rejections_total", "Cached tokens Manus rejected (the status probe's HTTP 401), each dropped at once. Counts from zero when the plugin process starts."),
+		nodeCanMint:       desc("node_can_mint", "1 on a node that may write the mount's storage and so mints, 0 on a standby or secondary that forwards mints."),
 	}
 }
 
@@ -133,7 +105,7 @@ func (d *metricDescs) describe(ch chan<- *prometheus.Desc) {
 		d.buildInfo, d.mints, d.retries, d.reads,
 		d.backoff, d.backoffEnd, d.consecutiveFailed, d.tokenCached,
 		d.tokenExpiresIn, d.tokenRefreshDueIn, d.lastMintTimestamp, d.lastFailureAt,
-		d.leasedReads,
+		d.leasedReads, d.forwarded, d.rejected, d.nodeCanMint,
 	} {
 		ch <- desc
 	}
@@ -173,6 +145,9 @@ func (c *mountCollector) collectCounters(ch chan<- prometheus.Metric) {
 	counter(d.reads, s.readsMinted.Load(), "minted")
 	counter(d.reads, s.staleServes.Load(), "stale")
 	counter(d.reads, s.readsFailed.Load(), "failed")
+	counter(d.forwarded, s.forwardedForMint.Load(), forwardForMint)
+	counter(d.forwarded, s.forwardedForLease.Load(), forwardForLease)
+	counter(d.rejected, s.rejected.Load())
 	if last := s.lastFailure(); last != nil {
 		ch <- prometheus.MustNewConstMetric(d.lastFailureAt, prometheus.GaugeValue, unixSeconds(last.at))
 	}
@@ -185,10 +160,11 @@ func (c *mountCollector) collectCache(ch chan<- prometheus.Metric) {
 	gauge := func(desc *prometheus.Desc, v float64) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v)
 	}
+	gauge(d.nodeCanMint, boolValue(c.b.node.mayWrite()))
 	var st cacheState
 	if cache := c.b.tokens.Load(); cache != nil {
 		st = cache.snapshot()
-		gauge(d.leasedReads, boolValue(cache.leasedReads.Load()))
+		gauge(d.leasedReads, boolValue(cache.config().LeasedReads))
 	}
 	now := c.b.clock()
 	gauge(d.backoff, boolValue(!st.backoffUntil.IsZero()))
@@ -214,50 +190,3 @@ func boolValue(b bool) float64 {
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
-
-// requestKey labels one token request's outcome.
-type requestKey struct{ outcome, code string }
-
-// requestOutcome is the label pair for a token request's result. The code
-// label takes only codes Manus or OAuth2 document, so an upstream cannot
-// grow the series without bound or put arbitrary text in a label.
-func requestOutcome(err error) requestKey {
-	if err == nil {
-		return requestKey{outcome: "success", code: "none"}
-	}
-	var upErr *upstreamError
-	if !errors.As(err, &upErr) {
-		return requestKey{outcome: "error", code: "none"}
-	}
-	return requestKey{outcome: failureOutcomes[upErr.kind], code: knownCode(upErr.code)}
-}
-
-var failureOutcomes = map[failureKind]string{
-	failRejected:    "rejected",
-	failRateLimited: "rate_limited",
-	failUnavailable: "unavailable",
-	failTimeout:     "timeout",
-	failConnection:  "unreachable",
-	failBadResponse: "bad_response",
-	failRedirect:    "redirect",
-}
-
-// documentedCodes are the error codes the Manus API documents (token
-// endpoint and gRPC-style codes) and the OAuth2 ones of RFC 6749 5.2.
-var documentedCodes = map[string]bool{
-	codeInvalidClient: true, codeInvalidRequest: true, codeInvalidGrantType: true,
-	"INVALID_ARGUMENT": true, "NOT_FOUND": true, "PERMISSION_DENIED": true, "FAILED_PRECONDITION": true,
-	"INTERNAL": true, "UNAVAILABLE": true, "DEADLINE_EXCEEDED": true, "RESOURCE_EXHAUSTED": true,
-	"UNAUTHENTICATED": true, "INVALID_GRANT": true, "UNAUTHORIZED_CLIENT": true,
-	"UNSUPPORTED_GRANT_TYPE": true, "INVALID_SCOPE": true, "TEMPORARILY_UNAVAILABLE": true, "SERVER_ERROR": true,
-}
-
-func knownCode(code string) string {
-	switch {
-	case code == "":
-		return "none"
-	case documentedCodes[code]:
-		return code
-	}
-	return "other"
-}

@@ -2,7 +2,6 @@ package manus
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -99,8 +98,8 @@ func (m *minter) mintToken(ctx context.Context) (*accessToken, error) {
 // how long to wait first. Only transient failures are retried, never an
 // answer that says the request or credentials are wrong.
 func (m *minter) nextDelay(ctx context.Context, err error, attempt int) (time.Duration, bool) {
-	var upErr *upstreamError
-	if attempt >= m.policy.attempts || !errors.As(err, &upErr) || !upErr.retryable() || ctx.Err() != nil {
+	upErr, ok := asUpstreamError(err)
+	if attempt >= m.policy.attempts || !ok || !upErr.retryable() || ctx.Err() != nil {
 		return 0, false
 	}
 	// A Retry-After longer than our own longest pause ends this mint; the
@@ -123,8 +122,8 @@ func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).St
 
 // failureFields describes an error for a structured log line.
 func failureFields(err error) []any {
-	var upErr *upstreamError
-	if !errors.As(err, &upErr) {
+	upErr, ok := asUpstreamError(err)
+	if !ok {
 		return []any{"error", err.Error()}
 	}
 	fields := []any{"error", upErr.Error()}

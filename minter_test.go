@@ -17,7 +17,7 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(map[string]any{"verify_credentials": false})
 	e.manus.FailNext(standin.Unavailable(), standin.Fault{Status: 500, Body: `{"code":"INTERNAL"}`}, stall(0))
-	resp := e.readToken()
+	resp := e.mustReadToken()
 	if !e.manus.IsValid(accessTokenOf(resp)) || e.manus.Requests() != 3 {
 		t.Fatalf("requests = %d; want two failures retried into a third, successful attempt", e.manus.Requests())
 	}
@@ -52,7 +52,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	e.b.retry = policy
 	e.configure(map[string]any{"verify_credentials": false})
 	e.manus.FailNext(standin.Fault{Status: 429, Header: map[string]string{"Retry-After": "3"}})
-	e.readToken()
+	e.mustReadToken()
 	if got := slept(); len(got) != 1 || got[0] != 3*time.Second {
 		t.Fatalf("slept %v before retrying; want the 3s Retry-After", got)
 	}

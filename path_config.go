@@ -35,18 +35,26 @@ func (b *backend) pathConfig() *framework.Path {
 				Summary:      "Store the Manus credential; by default it is verified by minting a token first.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
 				Responses:    map[int][]framework.Response{http.StatusNoContent: {{Description: "Stored."}}},
+				// Writes always store (and may mint): only the node that
+				// may write does them (cluster.go).
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
 			},
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback:     b.pathConfigWrite,
-				Summary:      "Change some of the settings; fields left out keep their stored values.",
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
-				Responses:    map[int][]framework.Response{http.StatusNoContent: {{Description: "Stored."}}},
+				Callback:                    b.pathConfigWrite,
+				Summary:                     "Change some of the settings; fields left out keep their stored values.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "Stored."}}},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
 			},
 			logical.DeleteOperation: &framework.PathOperation{
-				Callback:     b.pathConfigDelete,
-				Summary:      "Delete the credential and drop the cached token.",
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete", OperationSuffix: "configuration"},
-				Responses:    map[int][]framework.Response{http.StatusNoContent: {{Description: "Deleted."}}},
+				Callback:                    b.pathConfigDelete,
+				Summary:                     "Delete the credential and drop the cached token.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete", OperationSuffix: "configuration"},
+				Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "Deleted."}}},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
 			},
 		},
 		HelpSynopsis:    "Configure the Manus credential this mount mints tokens from.",
@@ -68,7 +76,7 @@ func configFields() map[string]*framework.FieldSchema {
 		},
 		"base_url": {
 			Type:         framework.TypeString,
-			Description:  "Base URL of the Manus API; the token endpoint is base_url + " + tokenEndpointPath + ". Must be https; plain http is accepted only for loopback hosts.",
+			Description:  "Base URL of the Manus API; the token endpoint is base_url + " + tokenEndpointPath + ". Must be https; plain http is accepted only for loopback hosts. A write that changes it must carry client_secret too.",
 			Default:      defaultBaseURL,
 			DisplayAttrs: &framework.DisplayAttributes{Name: "Base URL"},
 		},
@@ -80,7 +88,7 @@ func configFields() map[string]*framework.FieldSchema {
 		},
 		"ca_cert": {
 			Type:         framework.TypeString,
-			Description:  "PEM-encoded CA certificate(s) trusted in addition to the system roots, e.g. for a TLS-intercepting proxy. Write an empty string to remove.",
+			Description:  fmt.Sprintf("PEM CERTIFICATE block(s), nothing else, trusted in addition to the system roots, e.g. the CA of a TLS-intercepting proxy: at most %d KiB and %d certificates. Write an empty string to remove. A write that changes it must carry client_secret too.", maxCACertBytes>>10, maxCACertificates),
 			DisplayAttrs: &framework.DisplayAttributes{Name: "CA certificate", EditType: "file"},
 		},
 		"refresh_threshold": {
@@ -124,10 +132,10 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		return nil, err
 	}
 	return &logical.Response{Data: map[string]any{
-		"client_id":         cfg.ClientID,
+		"client_id":         cfg.shownClientID(),
 		"base_url":          cfg.BaseURL,
 		"request_timeout":   int64(cfg.RequestTimeout.Seconds()),
-		"ca_cert":           cfg.CACert,
+		"ca_cert":           shownCACert(cfg.CACert),
 		"refresh_threshold": int64(cfg.RefreshThreshold.Seconds()),
 		"leased_reads":      cfg.LeasedReads,
 	}}, nil
@@ -141,27 +149,31 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 // backend lock: reads keep using the current cache meanwhile. The lock is
 // taken only to store, after checking nobody else stored a config since.
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, data *framework.FieldData) (*logical.Response, error) {
+	if !b.node.mayWrite() {
+		return nil, errForwardWrite
+	}
 	if err := rejectUnknownFields(data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	base, err := readConfig(ctx, req.Storage)
+	base, cfg, err := mergeConfigWrite(ctx, req.Storage, data)
 	if err != nil {
+		var fieldErr *fieldError
+		if errors.As(err, &fieldErr) {
+			return logical.ErrorResponse(err.Error()), nil
+		}
 		return nil, err
 	}
-	cfg := newDefaultConfig()
-	if base != nil {
-		*cfg = *base
-	}
-	applyConfigFields(cfg, data)
-	if err := cfg.validate(); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	if base != nil && cfg.sameUpstreamAs(base) {
+	logger := b.mountLogger(req.MountPoint)
+	switch {
+	case base != nil && *cfg == *base:
+		logger.Info("config written with the values it already had; nothing stored, cached token kept")
+		return responseWithWarnings(cfg.warnings()), nil
+	case base != nil && cfg.sameUpstreamAs(base):
 		return b.storeReadMode(ctx, req, base, cfg)
 	}
 	cfg.Generation = newConfigGeneration()
 
-	cache, err := b.newTokenCacheFor(cfg, req.MountPoint)
+	cache, err := b.newTokenCache(cfg, req.MountPoint)
 	if err != nil {
 		return nil, err
 	}
@@ -177,13 +189,62 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 		cache.close(errMountReconfigured)
 		return resp, err
 	}
-	// The verified token becomes the cached one; persist it only now that
-	// its config is stored, so a failed write cannot replace the stored one.
+	// The verified token becomes the cached one; it is persisted only now
+	// that its config is stored, so a failed write cannot replace the
+	// stored one. The cache was not the mount's when it minted, so this is
+	// the token's one write.
 	if verified != nil {
-		b.persistToken(cache.logger, verified, cfg.Generation)
+		b.store.persist(logger, verified, cfg.Generation)
 	}
-	b.mountLogger(req.MountPoint).Info("config written; cached token replaced", "client_id", cfg.loggableClientID(), "base_url", cfg.BaseURL, "verified", verify)
+	logger.Info("config written; cached token replaced", "client_id", cfg.loggableClientID(), "base_url", cfg.BaseURL, "verified", verify)
 	return responseWithWarnings(cfg.warnings()), nil
+}
+
+// mergeConfigWrite returns the stored config (nil if none) and the config a
+// write would store: the written fields over the stored ones, checked. A
+// *fieldError names what the writer must change.
+func mergeConfigWrite(ctx context.Context, s logical.Storage, data *framework.FieldData) (base, cfg *manusConfig, err error) {
+	if base, err = readConfig(ctx, s); err != nil {
+		return nil, nil, err
+	}
+	cfg = newDefaultConfig()
+	if base != nil {
+		*cfg = *base
+	}
+	if err := applyConfigFields(cfg, data); err != nil {
+		return nil, nil, err
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, nil, err
+	}
+	_, secretWritten := data.GetOk("client_secret")
+	if err := checkSecretGoesWhereItWent(base, cfg, secretWritten); err != nil {
+		return nil, nil, err
+	}
+	return base, cfg, nil
+}
+
+// checkSecretGoesWhereItWent refuses a write that would send the stored
+// client_secret somewhere its owner did not send it: to another base_url,
+// or over TLS trusting another ca_cert. Whoever changes either must write
+// the secret too, so an operator who may update the config but does not
+// know the secret cannot redirect it to a host of their own.
+func checkSecretGoesWhereItWent(base, cfg *manusConfig, secretWritten bool) error {
+	if base == nil || secretWritten {
+		return nil
+	}
+	var changed []string
+	if cfg.BaseURL != base.BaseURL {
+		changed = append(changed, "base_url")
+	}
+	if cfg.CACert != base.CACert {
+		changed = append(changed, "ca_cert")
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	fields := strings.Join(changed, " and ")
+	return &fieldError{"client_secret", fmt.Sprintf("must be written in the same write that changes %s: the stored secret is only sent where, and over TLS trusting what, it was written for. Nothing was sent or stored; write %s again together with client_secret=...", fields, fields)}
 }
 
 // storeConfig writes cfg and installs its cache, unless the stored config is
@@ -194,26 +255,32 @@ func (b *backend) storeConfig(ctx context.Context, req *logical.Request, base, c
 	if resp, err := b.writeConfigOverLocked(ctx, req, base, cfg); resp != nil || err != nil {
 		return resp, err
 	}
-	b.forgetStoredToken(ctx, req.Storage)
+	b.store.forget(ctx, req.Storage)
 	b.swapTokenCacheLocked(cache, errMountReconfigured)
 	return nil, nil
 }
 
 // writeConfigOverLocked stores cfg if the stored config is still base, and
-// otherwise stores nothing and answers why. b.mu must be held.
+// otherwise stores nothing and answers why. Every stored write changes the
+// config, so comparing whole configs sees every write that got in. b.mu
+// must be held.
 func (b *backend) writeConfigOverLocked(ctx context.Context, req *logical.Request, base, cfg *manusConfig) (*logical.Response, error) {
 	current, err := readConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	if generationOf(current) != generationOf(base) {
+	if !sameConfig(current, base) {
 		return logical.ErrorResponse("nothing was stored: another write changed this mount's config in the meantime (while this one was being verified); read the config and write again"), nil
 	}
-	return nil, writeConfig(ctx, req.Storage, cfg)
+	err = writeConfig(ctx, req.Storage, cfg)
+	if b.node.noteStorageError(err) {
+		return nil, errForwardWrite
+	}
+	return nil, err
 }
 
 // storeReadMode stores a config that differs from the stored one in the read
-// mode at most. Nothing upstream changed, so there is nothing to verify: it
+// mode only. Nothing upstream changed, so there is nothing to verify: it
 // keeps the generation (and so the persisted token other nodes restore), and
 // the cached token, whose next read answers in the new mode.
 func (b *backend) storeReadMode(ctx context.Context, req *logical.Request, base, cfg *manusConfig) (*logical.Response, error) {
@@ -222,23 +289,17 @@ func (b *backend) storeReadMode(ctx context.Context, req *logical.Request, base,
 	if resp, err := b.writeConfigOverLocked(ctx, req, base, cfg); resp != nil || err != nil {
 		return resp, err
 	}
-	if c := b.tokens.Load(); c != nil {
-		c.leasedReads.Store(cfg.LeasedReads) // the next read answers in it
+	if c := b.tokens.Load(); c != nil && c.config().Generation == cfg.Generation {
+		c.setReadMode(cfg.LeasedReads)
 	}
 	b.mountLogger(req.MountPoint).Info("config written; read mode set, cached token kept", "leased_reads", cfg.LeasedReads)
 	return responseWithWarnings(cfg.warnings()), nil
 }
 
-func generationOf(cfg *manusConfig) string {
-	if cfg == nil {
-		return ""
-	}
-	return cfg.Generation
-}
-
 // applyConfigFields copies the fields present in the request onto cfg; absent
-// fields keep their current values.
-func applyConfigFields(cfg *manusConfig, data *framework.FieldData) {
+// fields keep their current values. A ca_cert is checked here and kept in
+// its canonical form: its certificates, re-encoded, and nothing else.
+func applyConfigFields(cfg *manusConfig, data *framework.FieldData) error {
 	if v, ok := data.GetOk("client_id"); ok {
 		cfg.ClientID = v.(string)
 	}
@@ -252,7 +313,11 @@ func applyConfigFields(cfg *manusConfig, data *framework.FieldData) {
 		cfg.RequestTimeout = time.Duration(v.(int)) * time.Second
 	}
 	if v, ok := data.GetOk("ca_cert"); ok {
-		cfg.CACert = v.(string)
+		canonical, err := canonicalCACert(v.(string))
+		if err != nil {
+			return err
+		}
+		cfg.CACert = canonical
 	}
 	if v, ok := data.GetOk("refresh_threshold"); ok {
 		cfg.RefreshThreshold = time.Duration(v.(int)) * time.Second
@@ -260,26 +325,32 @@ func applyConfigFields(cfg *manusConfig, data *framework.FieldData) {
 	if v, ok := data.GetOk("leased_reads"); ok {
 		cfg.LeasedReads = v.(bool)
 	}
+	return nil
 }
 
 // verificationFailure reports why the credentials were not stored.
 func verificationFailure(err error) (*logical.Response, error) {
 	msg := "nothing was stored: verifying the credentials by minting a token failed: " + err.Error() +
 		" (to store settings without checking them, write again with verify_credentials=false)"
-	var upErr *upstreamError
-	if errors.As(err, &upErr) && upErr.kind != failRejected && upErr.kind != failBadResponse {
+	if upErr, ok := asUpstreamError(err); ok && upErr.kind != failRejected && upErr.kind != failBadResponse {
 		return nil, logical.CodedError(upErr.vaultStatus(), msg)
 	}
 	return logical.ErrorResponse(msg), nil
 }
 
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if !b.node.mayWrite() {
+		return nil, errForwardWrite
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := req.Storage.Delete(ctx, configStorageKey); err != nil {
+		if b.node.noteStorageError(err) {
+			return nil, errForwardWrite
+		}
 		return nil, fmt.Errorf("deleting config: %w", err)
 	}
-	b.forgetStoredToken(ctx, req.Storage)
+	b.store.forget(ctx, req.Storage)
 	b.swapTokenCacheLocked(nil, errConfigDeleted)
 	b.mountLogger(req.MountPoint).Info("config deleted; cached token dropped")
 	return nil, nil
@@ -328,10 +399,19 @@ By default a write mints a token with the new settings before storing them;
 if Manus refuses, nothing is stored and the error carries the Manus code
 (e.g. INVALID_CLIENT). verify_credentials=false skips that check.
 
+A write that changes base_url or ca_cert must carry client_secret as well:
+the stored secret is only ever sent where it was written for. Without it the
+write answers 400 naming client_secret, and nothing is sent or stored.
+
 A write that changes the credential, base_url, request_timeout, ca_cert or
 refresh_threshold replaces the cached token: the token minted to verify the
 write becomes the cached one, or, with verify_credentials=false, the next
 read of <mount>/token mints one with the new settings. A write that changes
-only leased_reads keeps the cached token and mints nothing. A delete drops
-the config and the token. client_secret is never returned by any read.
+only leased_reads keeps the cached token and mints nothing, and a write of
+the values already stored stores and mints nothing. To replace the token
+without changing the config: vault write -f <mount>/token/refresh. A delete
+drops the config and the token. client_secret is never returned by any read.
+
+On a standby node that serves reads, writes and deletes are forwarded to the
+active node, which alone verifies and stores.
 `

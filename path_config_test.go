@@ -8,10 +8,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,7 +78,7 @@ func TestConfigWriteVerifiesAndCachesToken(t *testing.T) {
 	if e.manus.Mints() != 1 {
 		t.Fatalf("config write made %d mints, want 1 (verification)", e.manus.Mints())
 	}
-	if tok := accessTokenOf(e.readToken()); tok != e.manus.Issued()[0] {
+	if tok := accessTokenOf(e.mustReadToken()); tok != e.manus.Issued()[0] {
 		t.Fatal("the first read did not reuse the token minted by verification")
 	}
 	if e.manus.Mints() != 1 {
@@ -122,7 +126,7 @@ func TestFailedVerificationStoresNothing(t *testing.T) {
 		t.Fatalf("stored config changed after a failed verification: %+v -> %+v", before, after)
 	}
 	// The cached token from the good config is still served.
-	if accessTokenOf(e.readToken()) != e.manus.Issued()[0] {
+	if accessTokenOf(e.mustReadToken()) != e.manus.Issued()[0] {
 		t.Fatal("a failed config write dropped the cached token")
 	}
 }
@@ -157,7 +161,7 @@ func TestPartialUpdateKeepsOtherFields(t *testing.T) {
 
 	// Same stand-in under another loopback spelling: only base_url changes.
 	newURL := strings.Replace(e.baseURL, "127.0.0.1", "localhost", 1)
-	resp, err := e.writeConfig(map[string]any{"base_url": newURL + "/"})
+	resp, err := e.writeConfig(map[string]any{"base_url": newURL + "/", "client_secret": testClientSecret})
 	requireOK(t, resp, err) // verification mints with the kept secret
 	cfg, _ := readConfig(context.Background(), e.storage)
 	want := &manusConfig{
@@ -177,12 +181,12 @@ func TestPartialUpdateKeepsOtherFields(t *testing.T) {
 func TestConfigChangeDropsCachedToken(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	first := accessTokenOf(e.readToken())
+	first := accessTokenOf(e.mustReadToken())
 
 	e.manus.AddClient("tm_second", "second-secret")
 	resp, err := e.writeConfig(map[string]any{"client_id": "tm_second", "client_secret": "second-secret", "verify_credentials": false})
 	requireOK(t, resp, err)
-	second := accessTokenOf(e.readToken())
+	second := accessTokenOf(e.mustReadToken())
 	if second == first || e.manus.Mints() != 2 {
 		t.Fatalf("the token from the old credentials survived a config change (mints=%d)", e.manus.Mints())
 	}
@@ -191,7 +195,7 @@ func TestConfigChangeDropsCachedToken(t *testing.T) {
 func TestConfigDeleteDropsTokenAndConfig(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	e.readToken()
+	e.mustReadToken()
 	resp, err := e.request(logical.DeleteOperation, "config", nil)
 	requireOK(t, resp, err)
 	if cfg, _ := readConfig(context.Background(), e.storage); cfg != nil {
@@ -298,7 +302,7 @@ func TestCACertIsAcceptedAndReturned(t *testing.T) {
 		t.Fatal("ca_cert was not stored as written")
 	}
 	// An empty string removes it.
-	resp, err = e.writeConfig(map[string]any{"ca_cert": ""})
+	resp, err = e.writeConfig(map[string]any{"ca_cert": "", "client_secret": testClientSecret})
 	requireOK(t, resp, err)
 	if cfg, _ := readConfig(context.Background(), e.storage); cfg.CACert != "" {
 		t.Fatal("ca_cert was not removed")
@@ -319,7 +323,7 @@ func TestStorageFailureLeavesConfigUntouched(t *testing.T) {
 	if !reflect.DeepEqual(before, after) {
 		t.Fatal("a failed write changed the stored config")
 	}
-	if accessTokenOf(e.readToken()) != e.manus.Issued()[0] {
+	if accessTokenOf(e.mustReadToken()) != e.manus.Issued()[0] {
 		t.Fatal("a failed write replaced the cached token")
 	}
 }
@@ -378,7 +382,7 @@ func TestSlowVerificationDoesNotBlockReads(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond)
 	started := time.Now()
-	e.readToken()
+	e.mustReadToken()
 	if took := time.Since(started); took > time.Second { // the verification takes 2s
 		t.Fatalf("a read waited %s for a config write's verification", took)
 	}
@@ -427,4 +431,262 @@ func TestSecretWrittenAsClientIDIsNotLogged(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "withheld") {
 		t.Fatal("the log lines do not show the withheld client_id; the check would prove nothing")
 	}
+}
+
+// captureServer records every request it receives and answers 500: a host
+// that a config write could point the plugin at.
+type captureServer struct {
+	url      string
+	mu       sync.Mutex
+	requests []string
+}
+
+func newCaptureServer(t *testing.T) *captureServer {
+	t.Helper()
+	c := &captureServer{}
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		c.mu.Lock()
+		c.requests = append(c.requests, r.Method+" "+r.URL.Path+" "+string(body))
+		c.mu.Unlock()
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(server.Close)
+	c.url = server.URL
+	return c
+}
+
+func (c *captureServer) received() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.requests...)
+}
+
+// TestDestinationChangeNeedsTheSecret: a write that changes where the
+// stored secret goes (base_url, any part of it) or whom the plugin trusts
+// with it (ca_cert) must carry client_secret. Without it: a 400 naming
+// client_secret, nothing sent to the new destination (verified or not, then
+// or on a later read), nothing stored. Other partial writes stay partial.
+func TestDestinationChangeNeedsTheSecret(t *testing.T) {
+	capture := newCaptureServer(t)
+	otherCA := testCertificatePEM(t)
+	for name, change := range map[string]map[string]any{
+		"another host":                {"base_url": capture.url},
+		"another path":                {"base_url": capture.url + "/proxy"},
+		"another CA":                  {"ca_cert": otherCA},
+		"another host, verified":      {"base_url": capture.url, "verify_credentials": true},
+		"host and an unrelated field": {"base_url": capture.url, "request_timeout": 20},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(nil)
+			stored, _ := readConfig(context.Background(), e.storage)
+			if _, ok := change["verify_credentials"]; !ok {
+				change["verify_credentials"] = false
+			}
+			resp, err := e.writeConfig(change)
+			status, msg := failureOf(t, resp, err)
+			if status != http.StatusBadRequest || !strings.Contains(msg, "client_secret") {
+				t.Fatalf("got %d %q; want a 400 naming client_secret", status, msg)
+			}
+			if now, _ := readConfig(context.Background(), e.storage); *now != *stored {
+				t.Fatal("the refused write changed the stored config")
+			}
+			e.clock.Advance(55 * time.Minute) // the next read mints
+			e.mustReadToken()
+			if got := capture.received(); len(got) != 0 {
+				t.Fatalf("the other destination received %d requests: the stored secret left for it", len(got))
+			}
+		})
+	}
+
+	// With the secret, the writer sends their own secret where they like.
+	e := newTestEnv(t)
+	e.configure(nil)
+	resp, err := e.writeConfig(map[string]any{"base_url": e.baseURL + "/", "client_secret": testClientSecret, "ca_cert": otherCA})
+	requireOK(t, resp, err)
+	// And writes that move nothing need no secret.
+	resp, err = e.writeConfig(map[string]any{"request_timeout": 20, "refresh_threshold": 300, "leased_reads": false})
+	requireOK(t, resp, err)
+}
+
+// TestConcurrentReadModeWriteIsNotLost: a write that changes only
+// leased_reads, stored while another write is being verified, is seen by
+// that write's conflict check, in both directions.
+func TestConcurrentReadModeWriteIsNotLost(t *testing.T) {
+	for _, from := range []bool{true, false} {
+		t.Run(fmt.Sprintf("from leased_reads=%v", from), func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(map[string]any{"leased_reads": from})
+			e.manus.FailNext(stall(500 * time.Millisecond)) // the slow write's verification
+			slow := make(chan error, 1)
+			go func() {
+				resp, err := e.writeConfig(map[string]any{"request_timeout": 7})
+				if err == nil && resp != nil && resp.IsError() {
+					err = resp.Error()
+				}
+				slow <- err
+			}()
+			time.Sleep(100 * time.Millisecond)
+			resp, err := e.writeConfig(map[string]any{"leased_reads": !from})
+			requireOK(t, resp, err)
+			slowErr := <-slow
+			cfg, _ := readConfig(context.Background(), e.storage)
+			if slowErr == nil && cfg.LeasedReads != !from {
+				t.Fatalf("both writes answered success but leased_reads is %v: the read-mode write was lost", cfg.LeasedReads)
+			}
+			if slowErr != nil && !strings.Contains(slowErr.Error(), "another write changed") {
+				t.Fatalf("the slow write failed for another reason: %v", slowErr)
+			}
+			if resp := e.mustReadToken(); (resp.Secret != nil) != cfg.LeasedReads {
+				t.Fatal("reads do not answer in the stored read mode")
+			}
+		})
+	}
+}
+
+// TestCACertHoldsOnlyBoundedCertificates: ca_cert takes PEM CERTIFICATE
+// blocks only, within its size and count bounds; text around the blocks (a
+// pasted private key, a note) is refused, so it is never stored or shown.
+func TestCACertHoldsOnlyBoundedCertificates(t *testing.T) {
+	ca := testCertificatePEM(t)
+	key := "MC4CAQAwBQYDK2VwBCIEIAn0tPrivateKeyMaterialNotToBeStored0123456"
+	for name, value := range map[string]string{
+		"a key pasted before":   key + "\n" + ca,
+		"a key pasted after":    ca + key + "\n",
+		"a note between blocks": ca + "subject=CN=proxy\n" + ca,
+		"too large":             strings.Repeat(ca, (maxCACertBytes/len(ca))+1),
+		"too many":              strings.Repeat(ca, maxCACertificates+1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(nil)
+			resp, err := e.writeConfig(map[string]any{"ca_cert": value, "client_secret": testClientSecret, "verify_credentials": false})
+			status, msg := failureOf(t, resp, err)
+			if status != http.StatusBadRequest || !strings.Contains(msg, "ca_cert") || strings.Contains(msg, key) {
+				t.Fatalf("got %d %q; want a 400 naming ca_cert, without the text", status, msg)
+			}
+			if cfg, _ := readConfig(context.Background(), e.storage); cfg.CACert != "" {
+				t.Fatal("a refused ca_cert was stored")
+			}
+		})
+	}
+	// The bounds themselves are accepted, and read back as certificates.
+	e := newTestEnv(t)
+	e.configure(map[string]any{"ca_cert": strings.Repeat(ca, min(maxCACertificates, maxCACertBytes/len(ca)))})
+	resp, err := e.request(logical.ReadOperation, "config", nil)
+	requireOK(t, resp, err)
+	if !strings.HasPrefix(resp.Data["ca_cert"].(string), "-----BEGIN CERTIFICATE-----") {
+		t.Fatal("the stored ca_cert does not read back as certificates")
+	}
+}
+
+// TestCacheBuildDoesNotHoldTheBackendLock: a cold read building the cache
+// (reading storage, parsing ca_cert) does not keep Invalidate, which Vault
+// calls with a time limit, waiting.
+func TestCacheBuildDoesNotHoldTheBackendLock(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	gate := &gatedStorage{Storage: e.storage, entered: make(chan struct{}), release: make(chan struct{})}
+	e.storage = gate
+	e.b.Clean(context.Background())
+	e.b = e.newBackend()
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		_, _ = e.request(logical.ReadOperation, "token", nil)
+	}()
+	<-gate.entered // the build is reading the config
+	invalidated := make(chan struct{})
+	go func() {
+		e.b.InvalidateKey(context.Background(), configStorageKey)
+		close(invalidated)
+	}()
+	select {
+	case <-invalidated:
+	case <-time.After(2 * time.Second):
+		t.Error("Invalidate waited for a cache build")
+	}
+	close(gate.release)
+	<-read
+	<-invalidated
+}
+
+// gatedStorage holds the first read of the config until released.
+type gatedStorage struct {
+	logical.Storage
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if key == configStorageKey {
+		g.once.Do(func() {
+			close(g.entered)
+			<-g.release
+		})
+	}
+	return g.Storage.Get(ctx, key)
+}
+
+// TestSuspectClientIDIsWithheldFromReads: a client_id the plugin keeps out
+// of its logs because it may be a pasted secret is kept out of config and
+// status reads too.
+func TestSuspectClientIDIsWithheldFromReads(t *testing.T) {
+	e := newTestEnv(t)
+	resp, err := e.writeConfig(map[string]any{"client_id": testClientSecret, "client_secret": testClientSecret, "base_url": e.baseURL, "verify_credentials": false})
+	requireOK(t, resp, err)
+	config, err := e.request(logical.ReadOperation, "config", nil)
+	requireOK(t, config, err)
+	status := e.readStatus(false)
+	for what, shown := range map[string]any{"config": config.Data["client_id"], "status": status["client_id"]} {
+		if s, _ := shown.(string); strings.Contains(s, testClientSecret) || !strings.Contains(s, "withheld") {
+			t.Errorf("a %s read shows client_id %q; want it withheld", what, s)
+		}
+	}
+}
+
+// TestVerifiedConfigWriteStoresItsTokenOnce: the verification mint's token
+// is stored once, after the config it was minted with, and nothing claims
+// otherwise in the log.
+func TestVerifiedConfigWriteStoresItsTokenOnce(t *testing.T) {
+	e := newTestEnv(t)
+	counting := &countingPuts{Storage: e.storage}
+	e.storage = counting
+	e.b.Clean(context.Background())
+	e.b = e.newBackend()
+	e.configure(nil)
+	minted := e.manus.Issued()[0]
+	e.waitForStoredToken(minted)
+	time.Sleep(50 * time.Millisecond) // a second write, if any, would land now
+	if n := counting.puts(tokenStorageKey); n != 1 {
+		t.Fatalf("the verified token was written %d times, want once", n)
+	}
+	if strings.Contains(e.logs.String(), "has been replaced") {
+		t.Fatal("the log says the config was replaced; nothing replaced it")
+	}
+}
+
+// countingPuts counts writes per key.
+type countingPuts struct {
+	logical.Storage
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *countingPuts) Put(ctx context.Context, entry *logical.StorageEntry) error {
+	c.mu.Lock()
+	if c.counts == nil {
+		c.counts = map[string]int{}
+	}
+	c.counts[entry.Key]++
+	c.mu.Unlock()
+	return c.Storage.Put(ctx, entry)
+}
+
+func (c *countingPuts) puts(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts[key]
 }

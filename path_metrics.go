@@ -42,7 +42,7 @@ func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, _ *
 	// Load the cache from storage as the status path does, so the first
 	// scrape after a restart or reload reports the persisted token. This
 	// never mints.
-	if _, err := b.tokenCache(ctx, req); err != nil && !errors.Is(err, errNotConfigured) {
+	if _, err := b.loadTokenCache(ctx, req); err != nil && !errors.Is(err, errNotConfigured) {
 		return nil, err
 	}
 	body, err := b.metrics.exposition()

@@ -170,8 +170,8 @@ func TestMetricsFollowEvents(t *testing.T) {
 	e.configure(map[string]any{"verify_credentials": false})
 	start := e.clock.Now()
 
-	e.readToken() // mint
-	e.readToken() // cache
+	e.mustReadToken() // mint
+	e.mustReadToken() // cache
 	e.readMetrics().expect(t, map[string]any{
 		`vault_manus_token_mints_total{outcome="success"}`:                      1,
 		`vault_manus_token_requests_total{outcome="success",manus_code="none"}`: 1,
@@ -189,7 +189,7 @@ func TestMetricsFollowEvents(t *testing.T) {
 	// mint, a stale serve and a back-off.
 	e.clock.Advance(55 * time.Minute)
 	e.manus.SetOutage(standin.Unavailable())
-	e.readToken()
+	e.mustReadToken()
 	now := e.clock.Now()
 	e.readMetrics().expect(t, map[string]any{
 		`vault_manus_token_mints_total{outcome="success"}`:                                 1,
@@ -215,7 +215,7 @@ func TestMetricsFollowEvents(t *testing.T) {
 
 	// Recovery: the next read mints.
 	e.manus.ClearOutage()
-	e.readToken()
+	e.mustReadToken()
 	e.readMetrics().expect(t, map[string]any{
 		`vault_manus_token_mints_total{outcome="success"}`: 2,
 		`vault_manus_token_reads_total{outcome="minted"}`:  2,
@@ -248,7 +248,7 @@ func TestMetricsCountRejectionsByCode(t *testing.T) {
 func TestMetricsAfterReloadReportPersistedToken(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	e.readToken()
+	e.mustReadToken()
 	e.b.Clean(context.Background())
 	e.b = e.newBackend()
 	e.readMetrics().expect(t, map[string]any{
@@ -266,7 +266,7 @@ func TestMetricsMountsAreIndependent(t *testing.T) {
 	e := newTestEnv(t)
 	other := e.secondMount()
 	e.configure(nil)
-	e.readToken()
+	e.mustReadToken()
 	e.readMetrics().expect(t, map[string]any{`vault_manus_token_mints_total{outcome="success"}`: 1})
 	other.readMetrics().expect(t, map[string]any{
 		`vault_manus_token_mints_total{outcome="success"}`: 0,

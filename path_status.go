@@ -2,6 +2,9 @@ package manus
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -22,7 +25,7 @@ func (b *backend) pathStatus() *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"probe": {
 				Type:         framework.TypeBool,
-				Description:  "Also call GET " + usersEndpointPath + "?limit=1 with the cached token (minting one if needed) and report whether Manus accepted it.",
+				Description:  "Also call GET " + usersEndpointPath + "?limit=1 with the cached token (minting one if needed) and report whether Manus accepted it; a token Manus rejects (HTTP 401) is dropped. On a node that may not mint, the request is forwarded to the one that does.",
 				Default:      false,
 				DisplayAttrs: &framework.DisplayAttributes{Name: "Probe"},
 			},
@@ -70,6 +73,14 @@ func statusResponseFields() map[string]*framework.FieldSchema {
 		"last_error_at":            field(framework.TypeTime, "Last error at", "When the last failure happened."),
 		"consecutive_failed_mints": field(framework.TypeInt, "Consecutive failed mints", "Mints that failed in a row, all attempts spent."),
 		"backoff_until":            field(framework.TypeTime, "Back-off until", "Reads do not ask Manus for a token before this; empty when no back-off is in force."),
+		"node_role":                field(framework.TypeString, "Node role", "What this node is to the mount's storage: active, performance standby, performance secondary, performance standby of a performance secondary, dr secondary, or read-only storage (a write was refused)."),
+		"node_can_mint":            field(framework.TypeBool, "Node can mint", "Whether this node may write the mount's storage and so mints; where false, reads that need a mint or a lease, and every write, are forwarded to the node that can."),
+		"token_source":             field(framework.TypeString, "Token source", "Where the cached token came from: \"minted on this node\" or \"storage\" (persisted by this node before a restart, or by the active node)."),
+		"token_loaded_at":          field(framework.TypeTime, "Token loaded at", "When this node last took a token from storage; empty if it never has."),
+		"reads_forwarded":          field(framework.TypeInt, "Reads forwarded", "Token reads this node forwarded to the node that can mint or register the lease."),
+		"token_rejections":         field(framework.TypeInt, "Token rejections", "Tokens Manus rejected in a row (status probes answered HTTP 401); 0 once a probe is accepted."),
+		"token_rejected_at":        field(framework.TypeTime, "Token rejected at", "When Manus last rejected the cached token; each rejected token is dropped at once."),
+		"remint_after":             field(framework.TypeTime, "Re-mint after", "After repeated rejections, no token is minted before this; empty when none is held back."),
 		"probe_ok":                 field(framework.TypeBool, "Probe OK", "With probe=true: whether the users API accepted the token."),
 		"probe_http_status":        field(framework.TypeInt, "Probe HTTP status", "With probe=true: the users API's HTTP status."),
 		"probe_manus_code":         field(framework.TypeString, "Probe Manus code", "With probe=true: the users API's error code, if any."),
@@ -79,23 +90,32 @@ func statusResponseFields() map[string]*framework.FieldSchema {
 }
 
 func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, data *framework.FieldData) (*logical.Response, error) {
-	cfg, err := readConfig(ctx, req.Storage)
-	if err != nil {
+	status := map[string]any{}
+	if data.Get("probe").(bool) {
+		if !b.node.mayWrite() {
+			// A probe may mint and may drop the token for every node:
+			// the node that mints does it.
+			return nil, errForwardWrite
+		}
+		// First, so what follows shows a token the probe minted or
+		// dropped.
+		b.probe(ctx, req, status)
+	}
+	maps.Copy(status, b.counterStatus())
+	status["node_role"] = b.node.role()
+	status["node_can_mint"] = b.node.mayWrite()
+	cache, err := b.loadTokenCache(ctx, req)
+	status["configured"] = !errors.Is(err, errNotConfigured)
+	switch {
+	case errors.Is(err, errNotConfigured):
+		return &logical.Response{Data: status}, nil
+	case err != nil:
 		return nil, err
 	}
-	status := b.counterStatus()
-	status["configured"] = cfg != nil
-	if cfg == nil {
-		return &logical.Response{Data: status}, nil
-	}
-	status["client_id"] = cfg.ClientID
+	cfg := cache.config()
+	status["client_id"] = cfg.shownClientID()
 	status["base_url"] = cfg.BaseURL
 	status["leased_reads"] = cfg.LeasedReads
-
-	cache, err := b.tokenCache(ctx, req)
-	if err != nil {
-		return nil, err
-	}
 	st := cache.snapshot()
 	if cfg.LeasedReads {
 		st.leaseTTL = b.grantedLeaseTTL(st.leaseTTL)
@@ -103,9 +123,6 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, data
 		st.leaseTTL = 0 // reads get no lease
 	}
 	addCacheStatus(status, st, b.clock())
-	if data.Get("probe").(bool) {
-		b.probe(ctx, req, status)
-	}
 	return &logical.Response{Data: status}, nil
 }
 
@@ -134,6 +151,7 @@ func (b *backend) counterStatus() map[string]any {
 		"retries":          b.stats.retries.Load(),
 		"reads_from_cache": b.stats.cacheHits.Load(),
 		"reads_stale":      b.stats.staleServes.Load(),
+		"reads_forwarded":  b.stats.forwardedForMint.Load() + b.stats.forwardedForLease.Load(),
 	}
 	if last := b.stats.lastFailure(); last != nil {
 		status["last_error"] = last.message
@@ -149,11 +167,23 @@ func addCacheStatus(status map[string]any, st cacheState, now time.Time) {
 	status["token_restored"] = st.restored
 	status["minting"] = st.minting
 	status["consecutive_failed_mints"] = st.failedMints
-	if !st.backoffUntil.IsZero() {
-		status["backoff_until"] = formatTime(st.backoffUntil)
+	status["token_rejections"] = st.rejections
+	for field, at := range map[string]time.Time{
+		"backoff_until":     st.backoffUntil,
+		"token_loaded_at":   st.loadedAt,
+		"token_rejected_at": st.lastRejectedAt,
+		"remint_after":      st.remintAt,
+	} {
+		if !at.IsZero() {
+			status[field] = formatTime(at)
+		}
 	}
 	if st.token == nil {
 		return
+	}
+	status["token_source"] = "minted on this node"
+	if st.restored {
+		status["token_source"] = "storage"
 	}
 	status["token_minted_at"] = formatTime(st.token.MintedAt)
 	status["token_expires_at"] = formatTime(st.token.ExpiresAt)
@@ -164,7 +194,8 @@ func addCacheStatus(status map[string]any, st cacheState, now time.Time) {
 
 // probe proves the credential end to end with the users API and adds the
 // outcome to status. It gets its token as a token read does (readToken). The
-// token itself is never added.
+// token itself is never added. A token the users API rejects as
+// unauthenticated is dropped, here and, through storage, on every node.
 func (b *backend) probe(ctx context.Context, req *logical.Request, status map[string]any) {
 	status["probe_ok"] = false
 	served, err := b.readToken(ctx, req)
@@ -172,7 +203,8 @@ func (b *backend) probe(ctx context.Context, req *logical.Request, status map[st
 		status["probe_error"] = "no token to probe with: " + err.Error()
 		return
 	}
-	result := served.cache.client.probeUsers(ctx, served.token.AccessToken)
+	cache := served.cache
+	result := cache.client.probeUsers(ctx, served.token.AccessToken)
 	status["probe_round_trip_ms"] = result.roundTrip.Milliseconds()
 	if result.err != nil {
 		status["probe_error"] = result.err.Error()
@@ -181,7 +213,26 @@ func (b *backend) probe(ctx context.Context, req *logical.Request, status map[st
 	status["probe_http_status"] = result.httpStatus
 	status["probe_manus_code"] = result.code
 	status["probe_ok"] = result.accepted()
-	logProbe(served.cache.logger, result)
+	logProbe(cache.logger, result)
+	switch {
+	case result.accepted():
+		cache.accepted()
+	case result.rejectsToken():
+		b.dropRejectedToken(cache, served.token, result)
+	}
+}
+
+// dropRejectedToken stops serving tok, which Manus rejected, and records the
+// rejection in storage so no other node serves it either.
+func (b *backend) dropRejectedToken(cache *tokenCache, tok *accessToken, result probeResult) {
+	b.stats.rejected.Add(1)
+	how := fmt.Sprintf("HTTP %d", result.httpStatus)
+	if result.code != "" {
+		how += " " + result.code
+	}
+	if cache.reject(tok, how) {
+		b.store.markRejected(cache.logger, tok, cache.config().Generation)
+	}
 }
 
 func logProbe(logger hclog.Logger, result probeResult) {
@@ -207,8 +258,15 @@ never shows the token or the client secret.
   last failed token request.
 - consecutive_failed_mints, backoff_until: the failure back-off, if any.
 
+- node_role, node_can_mint, token_source, token_loaded_at, reads_forwarded:
+  this node's part in a cluster. A standby that serves reads does not mint:
+  it serves the token the active node stored and forwards the rest.
+- token_rejections, token_rejected_at, remint_after: tokens Manus rejected.
+
 With probe=true the plugin also calls GET /api/user/manage/v1/users?limit=1
 with the token (minting one if needed) and reports probe_ok,
 probe_http_status, probe_manus_code and probe_round_trip_ms, and nothing of
-the response body.
+the response body. If Manus answers 401, the token is dropped on every node
+and the next read mints; after repeated rejections in a row, mints wait
+(remint_after). On a standby, probe=true is forwarded to the active node.
 `

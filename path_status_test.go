@@ -53,8 +53,8 @@ func TestStatusThroughStateChanges(t *testing.T) {
 	})
 
 	// Fresh: one mint, then a read from cache.
-	e.readToken()
-	e.readToken()
+	e.mustReadToken()
+	e.mustReadToken()
 	expectStatus(t, e.readStatus(false), map[string]any{
 		"token_cached": true, "token_restored": false,
 		"token_minted_at":  formatTime(start),
@@ -72,7 +72,7 @@ func TestStatusThroughStateChanges(t *testing.T) {
 	// a back-off window.
 	e.clock.Advance(15 * time.Minute)
 	e.manus.SetOutage(standin.Unavailable())
-	e.readToken()
+	e.mustReadToken()
 	now := e.clock.Now()
 	st := e.readStatus(false)
 	expectStatus(t, st, map[string]any{
@@ -106,7 +106,7 @@ func TestStatusShowsRestoredToken(t *testing.T) {
 	e.b = e.newBackend()
 	expectStatus(t, e.readStatus(false), map[string]any{"token_cached": true, "token_restored": true, "mints": 0})
 	e.clock.Advance(55 * time.Minute)
-	e.readToken() // a refresh replaces the restored token
+	e.mustReadToken() // a refresh replaces the restored token
 	expectStatus(t, e.readStatus(false), map[string]any{"token_restored": false, "mints": 1})
 }
 
@@ -169,10 +169,10 @@ func TestLogLinesNameMountAndCode(t *testing.T) {
 	e.configure(nil)                  // config change + mint
 	e.clock.Advance(55 * time.Minute) // stale from here on
 	e.manus.DeleteClient(testClientID)
-	e.readToken() // failure, back-off start, stale serve
+	e.mustReadToken() // failure, back-off start, stale serve
 	e.manus.AddClient(testClientID, testClientSecret)
 	e.clock.Advance(2 * time.Second)
-	e.readToken() // mint, back-off end
+	e.mustReadToken() // mint, back-off end
 
 	logs := e.logs.String()
 	for _, want := range []struct{ level, msg string }{
@@ -228,9 +228,9 @@ func TestStatusShowsMintInFlight(t *testing.T) {
 // token, so the probe sends it there.
 func (e *testEnv) seedForProbe(baseURL, token string) {
 	e.t.Helper()
-	resp, err := e.writeConfig(map[string]any{"base_url": baseURL, "verify_credentials": false})
+	resp, err := e.writeConfig(map[string]any{"base_url": baseURL, "client_secret": testClientSecret, "verify_credentials": false})
 	requireOK(e.t, resp, err)
-	cache, err := e.b.tokenCache(context.Background(), &logical.Request{Storage: e.storage, MountPoint: "manus/"})
+	cache, err := e.b.loadTokenCache(context.Background(), &logical.Request{Storage: e.storage, MountPoint: "manus/"})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestStatusShowsTheLeaseVaultGrants(t *testing.T) {
 			e := newTestEnv(t)
 			e.withSystemView(&logical.StaticSystemView{DefaultLeaseTTLVal: 768 * time.Hour, MaxLeaseTTLVal: maxTTL})
 			e.configure(nil)
-			requested := e.readToken().Secret.TTL
+			requested := e.mustReadToken().Secret.TTL
 			granted, _, err := framework.CalculateTTL(e.b.System(), 0, requested, 0, requested, 0, time.Time{})
 			if err != nil || granted != maxTTL {
 				t.Fatalf("Vault would grant %s (%v); the test expects the mount cap %s", granted, err, maxTTL)

@@ -79,13 +79,9 @@ func tokenResponseFields() map[string]*framework.FieldSchema {
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	served, err := b.readToken(ctx, req)
 	if err != nil {
-		b.stats.readsFailed.Add(1)
-		if errors.Is(err, errNotConfigured) {
-			return logical.ErrorResponse(err.Error()), nil
-		}
-		return nil, readFailure(err)
+		return b.failedRead(err)
 	}
-	tok, now := served.token, b.clock()
+	tok, now := served.token, served.at
 	ttl := tok.leaseTTL(now)
 	if ttl == 0 {
 		// Never a zero TTL: Vault would apply the mount default (768h).
@@ -95,15 +91,29 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 			"the token Manus issued expires at %s, too soon to lease; read again", tok.expiresAtText()))
 	}
 	var resp *logical.Response
-	if served.cache.leasedReads.Load() {
+	if served.leased {
 		resp = leasedTokenResponse(tok, now, ttl)
 	} else {
-		resp = rotatingTokenResponse(tok, now, served.cache.rereadIn(tok, now), served.cache.refreshThreshold)
+		resp = rotatingTokenResponse(tok, now, served.rereadIn, served.rotationPeriod)
 	}
 	if served.warning != "" {
 		resp.AddWarning(served.warning)
 	}
 	return resp, nil
+}
+
+// failedRead answers a token read that got no token: forwarded to the node
+// that can mint or lease, or failed.
+func (b *backend) failedRead(err error) (*logical.Response, error) {
+	if reason := forwardReason(err); reason != "" {
+		b.stats.recordForward(reason)
+		return nil, err
+	}
+	b.stats.readsFailed.Add(1)
+	if errors.Is(err, errNotConfigured) {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	return nil, readFailure(err)
 }
 
 // tokenData is what every token read returns about the token.
@@ -139,24 +149,26 @@ func leasedTokenResponse(tok *accessToken, now time.Time, ttl time.Duration) *lo
 // Both must be JSON numbers: it asserts the type and panics on anything
 // else. rereadIn keeps ttl at a second or more, since older consul-template
 // re-reads every second on 0.
-func rotatingTokenResponse(tok *accessToken, now time.Time, rereadIn, configuredThreshold time.Duration) *logical.Response {
+func rotatingTokenResponse(tok *accessToken, now time.Time, rereadIn, rotationPeriod time.Duration) *logical.Response {
 	data := tokenData(tok, now)
 	data["ttl"] = int64(rereadIn / time.Second)
-	data["rotation_period"] = int64(tok.rotationPeriod(configuredThreshold) / time.Second)
+	data["rotation_period"] = int64(rotationPeriod / time.Second)
 	data["last_vault_rotation"] = formatTime(tok.MintedAt)
 	return &logical.Response{Data: data}
 }
 
-// readFailure gives a reader the upstream failure with a gateway status.
+// readFailure gives a reader, or a refresh, the upstream failure with a
+// gateway status.
 func readFailure(err error) error {
-	var upErr *upstreamError
 	var inProgress *mintInProgressError
-	switch {
-	case errors.As(err, &upErr):
+	var rejected *tokenRejectedError
+	if upErr, ok := asUpstreamError(err); ok {
 		return logical.CodedError(upErr.vaultStatus(), err.Error())
+	}
+	switch {
 	case errors.As(err, &inProgress):
 		return logical.CodedError(http.StatusGatewayTimeout, err.Error())
-	case isCacheClosed(err):
+	case isCacheClosed(err), errors.As(err, &rejected):
 		return logical.CodedError(http.StatusServiceUnavailable, err.Error())
 	}
 	return err
@@ -183,4 +195,9 @@ reader and stays valid at Manus until it expires.
 With leased_reads=false the response has no lease; it carries ttl (seconds
 until the reader should read again), rotation_period and
 last_vault_rotation, which Vault Agent follows.
+
+On a standby node that serves reads (OpenBao standbys, Vault Enterprise
+performance standbys), a non-leased read of a fresh token is answered there;
+a leased read, or one that would mint, is forwarded to the active node, which
+alone mints. "vault write -f <mount>/token/refresh" replaces the token now.
 `

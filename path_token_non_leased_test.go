@@ -26,7 +26,7 @@ func rereadTTL(t testing.TB, resp *logical.Response) int64 {
 func TestNonLeasedReadAnswersWithRotatingSecretFields(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(map[string]any{"leased_reads": false})
-	resp := e.readToken()
+	resp := e.mustReadToken()
 	if resp.Secret != nil {
 		t.Fatal("a non-leased read carries a Secret, so Vault would register a lease")
 	}
@@ -89,7 +89,7 @@ func TestNonLeasedRereadsAreSpreadAfterTheRefreshPoint(t *testing.T) {
 			}
 			seen := map[int64]bool{}
 			for range 300 {
-				ttl := rereadTTL(t, e.readToken())
+				ttl := rereadTTL(t, e.mustReadToken())
 				reread := e.clock.Now().Add(time.Duration(ttl+1) * time.Second)
 				if !reread.After(tok.refreshAt(tc.threshold)) {
 					t.Fatalf("ttl = %d: the re-read comes before the refresh point", ttl)
@@ -121,7 +121,7 @@ func TestNonLeasedStaleReadComesBackWhenAMintMayBeTried(t *testing.T) {
 	e.clock.Advance(55 * time.Minute) // due for refresh, 5 minutes left
 	e.manus.SetOutage(standin.Unavailable())
 	for range 12 {
-		resp := e.readToken()
+		resp := e.mustReadToken()
 		if len(resp.Warnings) != 1 {
 			t.Fatalf("a stale serve without its warning: %q", resp.Warnings)
 		}
@@ -158,13 +158,13 @@ func TestNonLeasedStaleReadComesBackWhenAMintMayBeTried(t *testing.T) {
 func TestReadModeSwitchMintsNothing(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	first := accessTokenOf(e.readToken())
+	first := accessTokenOf(e.mustReadToken())
 	requests := e.manus.Requests()
 
 	for _, leased := range []bool{false, true, false} {
 		resp, err := e.writeConfig(map[string]any{"leased_reads": leased})
 		requireOK(t, resp, err)
-		resp = e.readToken() // checks the answer is in the new mode
+		resp = e.mustReadToken() // checks the answer is in the new mode
 		if accessTokenOf(resp) != first || e.manus.Requests() != requests {
 			t.Fatalf("switching to leased_reads=%v: same token %v, %d more requests; want the cached token and none",
 				leased, accessTokenOf(resp) == first, e.manus.Requests()-requests)
@@ -177,7 +177,7 @@ func TestReadModeSwitchMintsNothing(t *testing.T) {
 
 	e.b.Clean(context.Background())
 	e.b = e.newBackend()
-	resp := e.readToken() // non-leased, from the persisted token
+	resp := e.mustReadToken() // non-leased, from the persisted token
 	if accessTokenOf(resp) != first || e.manus.Requests() != requests {
 		t.Fatal("after a reload the persisted token was not reused in the new mode")
 	}
@@ -189,7 +189,7 @@ func TestReadModeSwitchMintsNothing(t *testing.T) {
 	// token, verified as always.
 	resp, err := e.writeConfig(map[string]any{"leased_reads": true, "request_timeout": 5})
 	requireOK(t, resp, err)
-	if e.manus.Requests() != requests+1 || accessTokenOf(e.readToken()) == first {
+	if e.manus.Requests() != requests+1 || accessTokenOf(e.mustReadToken()) == first {
 		t.Fatal("a write of request_timeout with leased_reads did not verify and replace the token")
 	}
 }
@@ -215,7 +215,7 @@ func TestLeasedReadsDefaultsAndOldConfigs(t *testing.T) {
 	}
 	e.b.Clean(context.Background())
 	e.b = e.newBackend()
-	if e.readToken().Secret == nil {
+	if e.mustReadToken().Secret == nil {
 		t.Fatal("a config without leased_reads did not give leased reads")
 	}
 }

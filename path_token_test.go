@@ -14,7 +14,7 @@ import (
 func TestTokenReadReturnsLeasedToken(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	resp := e.readToken()
+	resp := e.mustReadToken()
 
 	if got := accessTokenOf(resp); !e.manus.IsValid(got) {
 		t.Fatal("access_token is not a token Manus issued")
@@ -47,7 +47,7 @@ func TestLeaseFollowsRemainingLife(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
 	e.clock.Advance(40 * time.Minute) // 1200s left, above the 600s threshold
-	resp := e.readToken()
+	resp := e.mustReadToken()
 	if e.manus.Mints() != 1 {
 		t.Fatal("an aging token above the threshold was re-minted")
 	}
@@ -64,7 +64,7 @@ func TestShortLivedTokenLeaseAndReuse(t *testing.T) {
 	e.manus.SetLifetime(20 * time.Second)
 	e.configure(nil)
 
-	resp := e.readToken()
+	resp := e.mustReadToken()
 	// margin = 20s/60 = 333ms; 19.67s rounds to 20s, capped below expiry.
 	if resp.Secret.TTL != 19*time.Second && resp.Secret.TTL != 20*time.Second {
 		t.Fatalf("lease TTL = %s for a 20s token", resp.Secret.TTL)
@@ -76,11 +76,11 @@ func TestShortLivedTokenLeaseAndReuse(t *testing.T) {
 	// Threshold is capped at half the lifetime (10s), not the default 600s,
 	// so the token is reused for its first half.
 	e.clock.Advance(9 * time.Second)
-	if accessTokenOf(e.readToken()) != e.manus.Issued()[0] {
+	if accessTokenOf(e.mustReadToken()) != e.manus.Issued()[0] {
 		t.Fatal("a 20s token was re-minted after 9s")
 	}
 	e.clock.Advance(2 * time.Second)
-	if accessTokenOf(e.readToken()) == e.manus.Issued()[0] || e.manus.Mints() != 2 {
+	if accessTokenOf(e.mustReadToken()) == e.manus.Issued()[0] || e.manus.Mints() != 2 {
 		t.Fatal("a 20s token with 9s left was not replaced")
 	}
 }
@@ -89,11 +89,11 @@ func TestRefreshThresholdDefault(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
 	e.clock.Advance(3600*time.Second - 601*time.Second)
-	if accessTokenOf(e.readToken()) != e.manus.Issued()[0] {
+	if accessTokenOf(e.mustReadToken()) != e.manus.Issued()[0] {
 		t.Fatal("token with 601s left was replaced; the default threshold is 600s")
 	}
 	e.clock.Advance(2 * time.Second)
-	resp := e.readToken()
+	resp := e.mustReadToken()
 	if accessTokenOf(resp) == e.manus.Issued()[0] || e.manus.Mints() != 2 {
 		t.Fatal("token with 599s left was not replaced")
 	}
@@ -106,12 +106,12 @@ func TestRefreshThresholdConfigurable(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(map[string]any{"refresh_threshold": "20m"})
 	e.clock.Advance(39 * time.Minute) // 21 minutes left
-	e.readToken()
+	e.mustReadToken()
 	if e.manus.Mints() != 1 {
 		t.Fatal("re-minted above the configured threshold")
 	}
 	e.clock.Advance(2 * time.Minute) // 19 minutes left
-	e.readToken()
+	e.mustReadToken()
 	if e.manus.Mints() != 2 {
 		t.Fatal("did not re-mint below the configured threshold")
 	}
@@ -120,7 +120,7 @@ func TestRefreshThresholdConfigurable(t *testing.T) {
 func TestRevokeIsNoOpAndSucceeds(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	resp := e.readToken()
+	resp := e.mustReadToken()
 	revoke, err := e.b.HandleRequest(context.Background(), &logical.Request{
 		Operation: logical.RevokeOperation,
 		Secret:    resp.Secret,
@@ -131,7 +131,7 @@ func TestRevokeIsNoOpAndSucceeds(t *testing.T) {
 	if e.manus.Requests() != 1 {
 		t.Fatal("revoking a lease called Manus")
 	}
-	if accessTokenOf(e.readToken()) != accessTokenOf(resp) {
+	if accessTokenOf(e.mustReadToken()) != accessTokenOf(resp) {
 		t.Fatal("revoking a lease dropped the shared token")
 	}
 }
@@ -139,7 +139,7 @@ func TestRevokeIsNoOpAndSucceeds(t *testing.T) {
 func TestRenewIsUnsupported(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	resp := e.readToken()
+	resp := e.mustReadToken()
 	_, err := e.b.HandleRequest(context.Background(), &logical.Request{
 		Operation: logical.RenewOperation,
 		Secret:    resp.Secret,

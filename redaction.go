@@ -3,8 +3,10 @@ package manus
 import (
 	"encoding/json"
 	"net/url"
+	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Text that came from upstream can echo the request form, and so the client
@@ -12,6 +14,11 @@ import (
 // before it reaches an error message, a log line or a response is here.
 
 const redactedMarker = "[redacted]"
+
+// echoedSecretField is a client_secret field in an echoed form
+// (client_secret=...) or JSON body ("client_secret": "..."), up to where its
+// value would end.
+var echoedSecretField = regexp.MustCompile(`(?i)(client_secret["']?\s*[=:]\s*["']?)[^&\s"',}]*`)
 
 // redactSecret removes secret from text in the encodings an echoed request
 // form could carry it in. If a run of the secret is still present in any
@@ -30,20 +37,32 @@ func redactSecret(text, secret string) string {
 	} {
 		text = strings.ReplaceAll(text, form, redactedMarker)
 	}
+	// An echo cut short by whoever sent it can end inside the secret,
+	// leaving a run too short to recognise: whatever follows a
+	// client_secret field name goes.
+	text = echoedSecretField.ReplaceAllString(text, "${1}"+redactedMarker)
 	if containsSecretFragment(text, secret) {
 		return "[upstream message withheld: it contained part of the client secret]"
 	}
 	return text
 }
 
+// minSecretFragment is the shortest run of a secret that withholds a
+// message. Eight characters of a 64-hex-digit secret still take 32 bits off
+// guessing it; a shorter run would withhold ordinary words.
+const minSecretFragment = 8
+
 // containsSecretFragment reports whether text holds, in any letter case, a
-// run of secret (raw or form-encoded) long enough to be meaningful: 12
-// characters, or all of a shorter secret.
+// run of secret (raw or form-encoded) long enough to be meaningful:
+// minSecretFragment characters, or all of a shorter secret.
 func containsSecretFragment(text, secret string) bool {
+	if secret == "" {
+		return false
+	}
 	lower := strings.ToLower(text)
 	for _, form := range []string{secret, url.QueryEscape(secret)} {
 		form = strings.ToLower(form)
-		size := min(12, len(form))
+		size := min(minSecretFragment, len(form))
 		for i := 0; i+size <= len(form); i++ {
 			if strings.Contains(lower, form[i:i+size]) {
 				return true
@@ -53,18 +72,18 @@ func containsSecretFragment(text, secret string) bool {
 	return false
 }
 
-func truncate(s string, max int) string {
-	if len(s) <= max {
+// shorten cuts s to at most limit bytes, at a rune boundary, marking the
+// cut. Only ever on text already redacted.
+func shorten(s string, limit int) string {
+	if len(s) <= limit {
 		return s
 	}
-	cut := max
-	for cut > 0 && !utf8RuneStart(s[cut]) {
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + "..."
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // maxMessageLength is how much of an upstream message an error shows.
 const maxMessageLength = 200
@@ -79,5 +98,5 @@ func cleanMessage(s string) string {
 		}
 		return r
 	}, s)
-	return truncate(strings.TrimSpace(s), maxMessageLength)
+	return shorten(strings.TrimSpace(s), maxMessageLength)
 }

@@ -39,8 +39,8 @@ func TestCleanMessage(t *testing.T) {
 	}
 }
 
-func TestTruncateKeepsRunes(t *testing.T) {
-	if got := truncate("ééé", 3); got != "é..." {
+func TestShortenKeepsRunes(t *testing.T) {
+	if got := shorten("ééé", 3); got != "é..." {
 		t.Fatalf("truncate split a rune: %q", got)
 	}
 }

@@ -31,41 +31,66 @@ const (
 	// readerWaitSlack is added to request_timeout for how long a read waits
 	// for a mint in flight, so it sees the attempt's own timeout error.
 	readerWaitSlack = 500 * time.Millisecond
+
+	// firstRejectionRemintWait and maxRejectionRemintWait bound how soon a
+	// mint may follow a token Manus rejected: at once the first time, then
+	// firstRejectionRemintWait doubling with each further rejection in a
+	// row, up to maxRejectionRemintWait. A users API that rejects every
+	// token therefore costs at most one extra mint per half hour in the
+	// long run, fewer than a mount's normal mints (one per 50 minutes),
+	// so it cannot run the credential into Manus's rate limits.
+	firstRejectionRemintWait = time.Minute
+	maxRejectionRemintWait   = 30 * time.Minute
 )
 
 // tokenCache holds one mount's token. Reads of a fresh token take no lock.
 // When the token must be replaced, concurrent readers share a single mint;
 // if that fails, readers get the cached token while it can still back a
-// lease, and for a growing back-off window no new mint is attempted.
+// lease, and for a growing back-off window no new mint is attempted. On a
+// node that may not mint (cluster.go) it serves a fresh token and forwards
+// the rest.
 type tokenCache struct {
-	minter           tokenMinter
-	client           *manusClient // for the status probe; nil in some tests
-	clock            func() time.Time
-	refreshThreshold time.Duration
-	requestTimeout   time.Duration // a read waits this plus readerWaitSlack for a mint
-	stats            *mountStats
-	logger           hclog.Logger
-	// persist stores a newly minted token, best-effort; nil skips it.
-	persist func(*accessToken)
+	minter tokenMinter
+	client *manusClient // the status probe's, closed with the cache; nil in some tests
+	node   *clusterNode
+	store  *tokenStore // takes the cache's mints once it is the mount's; nil skips
+	clock  func() time.Time
+	stats  *mountStats
+	logger hclog.Logger
 
+	// cfg is the config the cache mints with. A config write that changes
+	// only leased_reads replaces it with a copy; everything else builds a
+	// new cache.
+	cfg     atomic.Pointer[manusConfig]
 	current atomic.Pointer[accessToken]
-	// leasedReads is the config's read mode; a mode-only config write
-	// changes it in place.
-	leasedReads atomic.Bool
+	// installed is set once the cache is the mount's: only then are its
+	// mints persisted (a config write's verification mint is persisted by
+	// the write, after the config is stored).
+	installed atomic.Bool
 
 	mu        sync.Mutex
 	pending   *pendingMint
 	restored  bool      // current was read back from storage
+	loadedAt  time.Time // when a token was last taken from storage
 	failures  int       // consecutive failed mints
 	lastErr   error     // the last failed mint's error
 	lastErrAt time.Time // when it failed
 	retryAt   time.Time // no new mint before this
+	rejection rejection // tokens Manus refused
 
 	// ctx ends when the cache is dropped, cancelling an in-flight mint whose
 	// credentials are no longer the mount's; its cause is a
 	// *cacheClosedError saying why.
 	ctx  context.Context
 	stop context.CancelCauseFunc
+}
+
+// rejection is what the cache knows of tokens Manus refused.
+type rejection struct {
+	count    int       // rejections in a row, since a token was last accepted
+	at       time.Time // the last one
+	remintAt time.Time // no mint before this after the last one
+	status   string    // how it was refused, e.g. "HTTP 401 UNAUTHENTICATED"
 }
 
 // pendingMint is a mint in flight; done closes when token or err is set.
@@ -76,29 +101,75 @@ type pendingMint struct {
 }
 
 type tokenCacheOptions struct {
-	refreshThreshold time.Duration
-	requestTimeout   time.Duration
-	stats            *mountStats
-	logger           hclog.Logger
-	persist          func(*accessToken)
-	leasedReads      bool
+	client *manusClient
+	node   *clusterNode
+	store  *tokenStore
+	stats  *mountStats
+	logger hclog.Logger
 }
 
-func newTokenCache(minter tokenMinter, clock func() time.Time, opts tokenCacheOptions) *tokenCache {
+func newTokenCache(cfg *manusConfig, minter tokenMinter, clock func() time.Time, opts tokenCacheOptions) *tokenCache {
 	ctx, stop := context.WithCancelCause(context.Background())
 	c := &tokenCache{
-		minter:           minter,
-		clock:            clock,
-		refreshThreshold: opts.refreshThreshold,
-		requestTimeout:   opts.requestTimeout,
-		stats:            opts.stats,
-		logger:           opts.logger,
-		persist:          opts.persist,
-		ctx:              ctx,
-		stop:             stop,
+		minter: minter,
+		client: opts.client,
+		node:   opts.node,
+		store:  opts.store,
+		clock:  clock,
+		stats:  opts.stats,
+		logger: opts.logger,
+		ctx:    ctx,
+		stop:   stop,
 	}
-	c.leasedReads.Store(opts.leasedReads)
+	c.cfg.Store(cfg)
 	return c
+}
+
+// config is the config the cache mints and answers with.
+func (c *tokenCache) config() *manusConfig { return c.cfg.Load() }
+
+// setReadMode keeps the token and switches the answers to leased.
+func (c *tokenCache) setReadMode(leased bool) {
+	cfg := *c.config()
+	cfg.LeasedReads = leased
+	c.cfg.Store(&cfg)
+}
+
+// servedToken is what one read of the mount's token gets: the token and
+// everything its answer is built from.
+type servedToken struct {
+	token *accessToken
+	at    time.Time // when it was judged servable
+	// warning is non-empty when token is a cached one served because its
+	// refresh failed.
+	warning string
+	leased  bool
+	// rereadIn and rotationPeriod tell a non-leased reader when to read
+	// again and how often the token changes.
+	rereadIn       time.Duration
+	rotationPeriod time.Duration
+	// cache served it: the status probe uses its client.
+	cache *tokenCache
+}
+
+// serve answers one read in the config's read mode. A leased read on a node
+// that may not register the lease is forwarded (errForwardForLease) before
+// anything else.
+func (c *tokenCache) serve(ctx context.Context) (servedToken, error) {
+	cfg := c.config()
+	if cfg.LeasedReads && !c.node.mayLease() {
+		return servedToken{}, errForwardForLease
+	}
+	tok, warning, err := c.token(ctx)
+	if err != nil {
+		return servedToken{}, err
+	}
+	s := servedToken{token: tok, at: c.clock(), warning: warning, leased: cfg.LeasedReads, cache: c}
+	if !s.leased {
+		s.rereadIn = c.rereadIn(tok, s.at, cfg.RefreshThreshold)
+		s.rotationPeriod = tok.rotationPeriod(cfg.RefreshThreshold)
+	}
+	return s, nil
 }
 
 // token returns a token to serve. warning is non-empty when the token is a
@@ -114,8 +185,10 @@ func (c *tokenCache) token(ctx context.Context) (tok *accessToken, warning strin
 		return tok, "", nil
 	}
 	// A mint cut short by a config change, a delete or a reload must not
-	// fall back to the token of a cache that is no longer the mount's.
-	if isCacheClosed(err) {
+	// fall back to the token of a cache that is no longer the mount's; a
+	// node that may not mint forwards rather than serve a token due for
+	// refresh, since the node that can may already hold a newer one.
+	if isCacheClosed(err) || forwardReason(err) != "" {
 		return nil, "", err
 	}
 	if stale := c.servable(); stale != nil {
@@ -130,7 +203,7 @@ func (c *tokenCache) token(ctx context.Context) (tok *accessToken, warning strin
 // fresh returns the cached token if it needs no refresh, else nil.
 func (c *tokenCache) fresh() *accessToken {
 	tok := c.current.Load()
-	if tok != nil && tok.isFresh(c.clock(), c.refreshThreshold) {
+	if tok != nil && tok.isFresh(c.clock(), c.config().RefreshThreshold) {
 		return tok
 	}
 	return nil
@@ -149,25 +222,49 @@ func (c *tokenCache) servable() *accessToken {
 // refresh joins the mint in flight or starts one, unless a failure back-off
 // is in force, and waits at most request_timeout (plus slack) for it.
 func (c *tokenCache) refresh(ctx context.Context) (*accessToken, error) {
+	if !c.node.mayWrite() {
+		return nil, errForwardForMint
+	}
 	c.mu.Lock()
 	if tok := c.fresh(); tok != nil { // minted while we waited for the lock
 		c.mu.Unlock()
 		return tok, nil
 	}
-	if c.pending == nil && c.clock().Before(c.retryAt) {
-		err := &backoffError{last: c.lastErr, failures: c.failures, until: c.retryAt}
+	if err := c.holdOffLocked(); err != nil {
 		c.mu.Unlock()
 		return nil, err
 	}
 	p := c.joinOrStartMintLocked()
 	c.mu.Unlock()
-	return c.wait(ctx, p, c.requestTimeout+readerWaitSlack)
+	return c.wait(ctx, p, c.config().RequestTimeout+readerWaitSlack)
 }
 
-// mintNow mints regardless of the failure back-off and waits for the result
-// as long as ctx allows: config verification wants a definite answer.
+// holdOffLocked is why no mint may start now, if one may not: a failure
+// back-off, or the wait after a rejected token.
+func (c *tokenCache) holdOffLocked() error {
+	if c.pending != nil {
+		return nil
+	}
+	now := c.clock()
+	switch {
+	case now.Before(c.rejection.remintAt):
+		return &tokenRejectedError{status: c.rejection.status, at: c.rejection.at, rejections: c.rejection.count, until: c.rejection.remintAt}
+	case now.Before(c.retryAt):
+		return &backoffError{last: c.lastErr, failures: c.failures, until: c.retryAt}
+	}
+	return nil
+}
+
+// mintNow replaces the token now: it ends any failure back-off or wait
+// after a rejected token, joins the mint in flight or starts one, and waits
+// for it as long as ctx allows. The refresh operation and config
+// verification want a definite answer.
 func (c *tokenCache) mintNow(ctx context.Context) (*accessToken, error) {
+	if !c.node.mayWrite() {
+		return nil, errForwardForMint
+	}
 	c.mu.Lock()
+	c.failures, c.retryAt, c.rejection.remintAt = 0, time.Time{}, time.Time{}
 	p := c.joinOrStartMintLocked()
 	c.mu.Unlock()
 	return c.wait(ctx, p, 0)
@@ -197,7 +294,7 @@ func (c *tokenCache) wait(ctx context.Context, p *pendingMint, limit time.Durati
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-timeout:
-		return nil, &mintInProgressError{requestTimeout: c.requestTimeout}
+		return nil, &mintInProgressError{requestTimeout: c.config().RequestTimeout}
 	}
 }
 
@@ -206,13 +303,6 @@ func (c *tokenCache) mint(p *pendingMint) {
 	if err != nil && c.ctx.Err() != nil {
 		err = context.Cause(c.ctx)
 	}
-	// Readers are woken before the token is persisted: slow storage must
-	// not look like a slow Manus.
-	defer func() {
-		if err == nil && c.persist != nil && c.ctx.Err() == nil {
-			c.persist(tok)
-		}
-	}()
 	c.mu.Lock()
 	if err == nil {
 		c.recordSuccessLocked(tok)
@@ -221,8 +311,20 @@ func (c *tokenCache) mint(p *pendingMint) {
 	}
 	p.token, p.err = tok, err
 	c.pending = nil
+	// Decided before the readers are woken: a config write installs its
+	// cache only after its verification mint has answered, and persists
+	// that token itself.
+	persist := err == nil && c.installed.Load() && c.store != nil
 	c.mu.Unlock()
 	close(p.done)
+	// Readers are woken before the token is persisted: slow storage must
+	// not look like a slow Manus.
+	if persist && c.ctx.Err() == nil {
+		c.store.persist(c.logger, tok, c.config().Generation)
+	}
+	if c.ctx.Err() != nil {
+		c.closeClient() // a mint that outlived its cache leaves no idle connection behind
+	}
 }
 
 func (c *tokenCache) recordSuccessLocked(tok *accessToken) {
@@ -245,7 +347,9 @@ func (c *tokenCache) recordFailureLocked(err error) {
 }
 
 // failureBackoff is the window after the nth consecutive failed mint:
-// 1s, 2s, 4s ... up to a minute, or longer if Manus asked for it.
+// 1s, 2s, 4s ... up to a minute, or longer if Manus asked for it. From the
+// eighth failure on the doubling has long passed the cap, and the shift is
+// not taken at all, so no count of failures can overflow it.
 func failureBackoff(failures int, retryAfter time.Duration) time.Duration {
 	window := maxFailureBackoff
 	if failures < 8 {
@@ -254,9 +358,21 @@ func failureBackoff(failures int, retryAfter time.Duration) time.Duration {
 	return max(window, min(retryAfter, maxHonouredRetryAfter))
 }
 
+// rejectionRemintWait is how long after the nth rejected token in a row a
+// new mint must wait: none after the first, then a minute doubling to half
+// an hour (see maxRejectionRemintWait).
+func rejectionRemintWait(rejections int) time.Duration {
+	switch {
+	case rejections <= 1:
+		return 0
+	case rejections < 7:
+		return min(firstRejectionRemintWait<<(rejections-2), maxRejectionRemintWait)
+	}
+	return maxRejectionRemintWait
+}
+
 func retryAfterOf(err error) time.Duration {
-	var upErr *upstreamError
-	if errors.As(err, &upErr) {
+	if upErr, ok := asUpstreamError(err); ok {
 		return upErr.retryAfter
 	}
 	return 0
@@ -265,9 +381,9 @@ func retryAfterOf(err error) time.Duration {
 // rereadIn is how long a non-leased reader served tok at now should wait
 // before reading again: the token's own schedule while it is fresh, else
 // until the failure back-off ends and a mint may be tried again.
-func (c *tokenCache) rereadIn(tok *accessToken, now time.Time) time.Duration {
-	if tok.isFresh(now, c.refreshThreshold) {
-		return tok.rereadIn(now, c.refreshThreshold)
+func (c *tokenCache) rereadIn(tok *accessToken, now time.Time, configuredThreshold time.Duration) time.Duration {
+	if tok.isFresh(now, configuredThreshold) {
+		return tok.freshRereadIn(now, configuredThreshold)
 	}
 	c.mu.Lock()
 	backoffEnd := c.retryAt
@@ -275,15 +391,55 @@ func (c *tokenCache) rereadIn(tok *accessToken, now time.Time) time.Duration {
 	return tok.staleRereadIn(now, backoffEnd)
 }
 
+// reject drops tok, which Manus refused (status is how, e.g. "HTTP 401
+// UNAUTHENTICATED"), so no reader gets it again. The next mint may start at
+// once the first time, later after further rejections in a row
+// (rejectionRemintWait). It reports whether tok was still the cached token.
+func (c *tokenCache) reject(tok *accessToken, status string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock()
+	c.rejection.count++
+	c.rejection.at, c.rejection.status = now, status
+	c.rejection.remintAt = now.Add(rejectionRemintWait(c.rejection.count))
+	dropped := c.current.CompareAndSwap(tok, nil)
+	c.logger.Warn("Manus rejected the cached token; it is no longer served", "how", status,
+		"rejections_in_a_row", c.rejection.count, "next_mint_from", formatTime(c.rejection.remintAt))
+	return dropped
+}
+
+// accepted records that Manus accepted the cached token, ending a run of
+// rejections.
+func (c *tokenCache) accepted() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rejection.count = 0
+}
+
+// dropRejected stops serving the token with value accessToken, which
+// another node found rejected, if it is the cached one.
+func (c *tokenCache) dropRejected(accessToken string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur := c.current.Load(); cur != nil && cur.AccessToken == accessToken {
+		c.current.Store(nil)
+		c.logger.Warn("another node found the cached token rejected by Manus; it is no longer served")
+	}
+}
+
 // cacheState is what the status path shows of a cache.
 type cacheState struct {
-	token        *accessToken
-	restored     bool
-	minting      bool
-	failedMints  int
-	backoffUntil time.Time // zero unless a failure back-off is in force
-	refreshAt    time.Time // when the token becomes due for refresh
-	leaseTTL     time.Duration
+	token          *accessToken
+	restored       bool
+	loadedAt       time.Time
+	minting        bool
+	failedMints    int
+	backoffUntil   time.Time // zero unless a failure back-off is in force
+	refreshAt      time.Time // when the token becomes due for refresh
+	leaseTTL       time.Duration
+	rejections     int
+	lastRejectedAt time.Time
+	remintAt       time.Time // zero unless a mint must wait after a rejection
 }
 
 func (c *tokenCache) snapshot() cacheState {
@@ -291,16 +447,22 @@ func (c *tokenCache) snapshot() cacheState {
 	defer c.mu.Unlock()
 	now := c.clock()
 	st := cacheState{
-		token:       c.current.Load(),
-		restored:    c.restored,
-		minting:     c.pending != nil,
-		failedMints: c.failures,
+		token:          c.current.Load(),
+		restored:       c.restored,
+		loadedAt:       c.loadedAt,
+		minting:        c.pending != nil,
+		failedMints:    c.failures,
+		rejections:     c.rejection.count,
+		lastRejectedAt: c.rejection.at,
 	}
 	if now.Before(c.retryAt) {
 		st.backoffUntil = c.retryAt
 	}
+	if now.Before(c.rejection.remintAt) {
+		st.remintAt = c.rejection.remintAt
+	}
 	if st.token != nil {
-		st.refreshAt = st.token.refreshAt(c.refreshThreshold)
+		st.refreshAt = st.token.refreshAt(c.config().RefreshThreshold)
 		st.leaseTTL = st.token.leaseTTL(now)
 	}
 	return st
@@ -316,15 +478,21 @@ func (c *tokenCache) restore(tok *accessToken) bool {
 	}
 	c.current.Store(tok)
 	c.restored = true
+	c.loadedAt = c.clock()
 	return true
 }
 
 // close cancels any mint in flight, whose waiting readers get why (a
-// *cacheClosedError); the cache is not used afterwards.
+// *cacheClosedError), and closes the client's idle connections; the cache is
+// not used afterwards.
 func (c *tokenCache) close(why *cacheClosedError) {
 	c.stop(why)
-	if closer, ok := c.minter.(interface{ close() }); ok {
-		closer.close()
+	c.closeClient()
+}
+
+func (c *tokenCache) closeClient() {
+	if c.client != nil {
+		c.client.close()
 	}
 }
 
@@ -364,11 +532,25 @@ type backoffError struct {
 }
 
 func (e *backoffError) Error() string {
-	return fmt.Sprintf("%v (after %d failed mints in a row, retries included, the plugin waits until %s before asking Manus again)",
+	return fmt.Sprintf("%v (after %d failed mints in a row, retries included, the plugin waits until %s before asking Manus again; vault write -f <mount>/token/refresh tries at once)",
 		e.last, e.failures, formatTime(e.until))
 }
 
 func (e *backoffError) Unwrap() error { return e.last }
+
+// tokenRejectedError is returned, without asking Manus, between a token
+// Manus rejected and the next mint allowed after it.
+type tokenRejectedError struct {
+	status     string
+	at         time.Time
+	rejections int
+	until      time.Time
+}
+
+func (e *tokenRejectedError) Error() string {
+	return fmt.Sprintf("Manus rejected the mount's last %d tokens (the last at %s, %s), so none is served; after repeated rejections the plugin waits until %s before minting again. Check the credential in Manus; vault write -f <mount>/token/refresh mints at once",
+		e.rejections, formatTime(e.at), e.status, formatTime(e.until))
+}
 
 // mintInProgressError is a read that stopped waiting for a slow mint.
 type mintInProgressError struct {

@@ -56,7 +56,7 @@ func TestReaderThatGivesUpDoesNotCancelSharedMint(t *testing.T) {
 		t.Fatal("the impatient reader did not see its own deadline")
 	}
 	// A patient reader joins the same mint and gets its token.
-	e.readToken()
+	e.mustReadToken()
 	if e.manus.Requests() != 1 {
 		t.Fatalf("token requests = %d, want the single shared mint", e.manus.Requests())
 	}
@@ -88,7 +88,7 @@ func testStaleWhileError(t *testing.T, mode readMode) {
 			t.Fatalf("%s left: the reader holds the token for %s", left, hold)
 		}
 	}
-	resp := e.readToken()
+	resp := e.mustReadToken()
 	if !strings.Contains(resp.Warnings[0], "HTTP 503") || !strings.Contains(resp.Warnings[0], "cached token") {
 		t.Fatalf("warnings = %q; want one saying the refresh failed and why", resp.Warnings)
 	}
@@ -98,7 +98,7 @@ func testStaleWhileError(t *testing.T, mode readMode) {
 	// less and less, until it can no longer back a lease.
 	for left := 290 * time.Second; left > 61*time.Second; left -= 10 * time.Second {
 		e.clock.Advance(10 * time.Second)
-		checkStale(e.readToken(), left)
+		checkStale(e.mustReadToken(), left)
 	}
 	e.clock.Advance(10 * time.Second) // 51s left, inside the 60s margin
 	status, msg := e.readTokenError()
@@ -112,7 +112,7 @@ func testStaleWhileError(t *testing.T, mode readMode) {
 	// Manus is back: once the back-off window passes, the next read mints.
 	e.manus.ClearOutage()
 	e.clock.Advance(maxFailureBackoff)
-	resp = e.readToken()
+	resp = e.mustReadToken()
 	if accessTokenOf(resp) == cached || len(resp.Warnings) != 0 || mode.holdFor(t, resp) < 50*time.Minute {
 		t.Fatal("after the outage the read did not mint a new token")
 	}
@@ -179,7 +179,7 @@ func TestConfigChangeResetsBackoff(t *testing.T) {
 	e.manus.ClearOutage()
 	resp, err := e.writeConfig(map[string]any{"request_timeout": 5, "verify_credentials": false})
 	requireOK(t, resp, err)
-	e.readToken()
+	e.mustReadToken()
 	if e.manus.Requests() != before+1 {
 		t.Fatal("the config write did not reset the failure back-off")
 	}
@@ -194,15 +194,15 @@ func TestSuccessfulMintResetsBackoff(t *testing.T) {
 		e.clock.Advance(time.Minute)
 	}
 	e.manus.AddClient(testClientID, testClientSecret) // credential restored
-	e.readToken()
+	e.mustReadToken()
 
 	// The next failure starts again at the shortest window.
 	e.clock.Advance(55 * time.Minute)
 	e.manus.DeleteClient(testClientID)
-	e.readToken() // stale, after one failed mint
+	e.mustReadToken() // stale, after one failed mint
 	requests := e.manus.Requests()
 	e.clock.Advance(minFailureBackoff)
-	e.readToken()
+	e.mustReadToken()
 	if e.manus.Requests() != requests+1 {
 		t.Fatal("a successful mint did not reset the back-off to its shortest window")
 	}
@@ -235,7 +235,7 @@ func TestStalledUpstreamCostsAReadAtMostTheTimeout(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond) // the stalled read is now waiting
 	started := time.Now()
-	healthy.readToken()
+	healthy.mustReadToken()
 	// The stalled read takes 1.5s; a healthy read held behind it would too.
 	if took := time.Since(started); took > time.Second {
 		t.Errorf("a stalled Manus on one mount slowed another mount's read to %s", took)

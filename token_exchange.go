@@ -232,7 +232,7 @@ func describeUnparsable(exchange *recordedExchange) string {
 		if mediaType == "" {
 			mediaType = "none"
 		}
-		return fmt.Sprintf("the body is not a JSON object (Content-Type: %s)", truncate(mediaType, 64))
+		return fmt.Sprintf("the body is not a JSON object (Content-Type: %s)", shorten(mediaType, 64))
 	}
 	var accessToken string
 	if json.Unmarshal(fields["access_token"], &accessToken) != nil || accessToken == "" {

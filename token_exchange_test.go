@@ -51,7 +51,7 @@ func TestTokenLifetimeEndToEnd(t *testing.T) {
 			e := newTestEnv(t)
 			e.configure(map[string]any{"verify_credentials": false})
 			e.manus.FailNext(standinBody(200, `{"access_token":"tok-`+url.QueryEscape(raw)+`","token_type":"bearer","expires_in":`+raw+`}`))
-			resp := e.readToken()
+			resp := e.mustReadToken()
 			expiresAt, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
 			if got := expiresAt.Sub(e.clock.Now()); got != want {
 				t.Fatalf("lifetime = %s, want %s", got, want)
@@ -62,7 +62,7 @@ func TestTokenLifetimeEndToEnd(t *testing.T) {
 		e := newTestEnv(t)
 		e.configure(map[string]any{"verify_credentials": false})
 		e.manus.FailNext(standinBody(200, `{"access_token":"tok","token_type":"Bearer"}`))
-		resp := e.readToken()
+		resp := e.mustReadToken()
 		if resp.Data["expires_in"] != int64(fallbackTokenLifetime/time.Second) {
 			t.Fatalf("expires_in = %v, want the fallback", resp.Data["expires_in"])
 		}
@@ -134,7 +134,7 @@ func TestTokenResponseShapesTheContractAllows(t *testing.T) {
 			e := newTestEnv(t)
 			e.configure(map[string]any{"verify_credentials": false})
 			e.manus.FailNext(standin.Fault{Status: 200, ContentType: tc.contentType, Body: tc.body})
-			resp := e.readToken()
+			resp := e.mustReadToken()
 			if got := accessTokenOf(resp); got != "shape-token" {
 				t.Fatalf("access_token = %q, want shape-token", got)
 			}
@@ -160,7 +160,7 @@ func TestTransientOAuthErrorIsRetried(t *testing.T) {
 			e := newTestEnv(t)
 			e.configure(map[string]any{"verify_credentials": false})
 			e.manus.FailNext(standinBody(http.StatusBadRequest, `{"error":"`+code+`"}`))
-			if tok := accessTokenOf(e.readToken()); tok == "" || !e.manus.IsValid(tok) {
+			if tok := accessTokenOf(e.mustReadToken()); tok == "" || !e.manus.IsValid(tok) {
 				t.Fatalf("no valid token after a retried %s", code)
 			}
 			if got := e.manus.Requests(); got != 2 {

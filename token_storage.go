@@ -2,34 +2,43 @@ package manus
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// The mount's token is persisted so a plugin reload, a Vault restart or a
-// leader change reuses it instead of minting. The backend writes it after a
-// mint (persistToken), reads it when a cache is built (restoreStoredToken) or
-// another node wrote it (reloadStoredToken), and deletes it when the
-// credentials change (forgetStoredToken). Every write and delete holds
-// persistMu, so a token is only ever stored under the config it was minted
-// with.
+// The mount's token is persisted so a plugin reload, a Vault restart, a
+// leader change and every other node of a cluster reuse it instead of
+// minting: Manus counts every mint. A token cache hands its mints to the
+// tokenStore (persist); the backend restores the stored token into a cache
+// it builds (restore) or when another node wrote it (reload), and forgets it
+// when the credentials change. Every write and delete holds the store's
+// lock, so a token is only ever stored under the config it was minted with.
 
-// tokenStorageKey holds the mount's current token, seal-wrapped like config,
-// so a plugin reload, a Vault restart or a leader change reuses it instead of
-// minting: Manus counts every mint.
+// tokenStorageKey holds the mount's current token, seal-wrapped like config.
 const tokenStorageKey = "token"
+
+// persistTimeout bounds one write of the stored token. It runs detached from
+// any request (after the readers of a mint are answered), so nothing else
+// would end a write stuck on unreachable storage; five seconds is far above
+// a healthy write (milliseconds on Raft) and short enough that a stuck write
+// does not hold the store's lock, which a config write's forget waits for,
+// for long.
+const persistTimeout = 5 * time.Second
 
 // storedToken is a persisted token and the config generation it was minted
 // with; a token from another generation's credentials is never restored.
+// Rejected marks a token Manus refused (the status probe's 401), so that no
+// node serves it again.
 type storedToken struct {
 	AccessToken      string    `json:"access_token"`
 	MintedAt         time.Time `json:"minted_at"`
 	ExpiresAt        time.Time `json:"expires_at"`
 	ConfigGeneration string    `json:"config_generation"`
+	Rejected         bool      `json:"rejected,omitempty"`
 }
 
 func (st *storedToken) token() *accessToken {
@@ -48,101 +57,85 @@ func readStoredToken(ctx context.Context, s logical.Storage) (*storedToken, erro
 	return &st, nil
 }
 
-func writeStoredToken(ctx context.Context, s logical.Storage, tok *accessToken, generation string) error {
-	entry, err := logical.StorageEntryJSON(tokenStorageKey, storedToken{
-		AccessToken:      tok.AccessToken,
-		MintedAt:         tok.MintedAt,
-		ExpiresAt:        tok.ExpiresAt,
-		ConfigGeneration: generation,
-	})
+func writeStoredToken(ctx context.Context, s logical.Storage, st storedToken) error {
+	entry, err := logical.StorageEntryJSON(tokenStorageKey, st)
 	if err != nil {
 		return err
 	}
 	return s.Put(ctx, entry)
 }
 
-// isReadOnly reports the storage refusal of a performance standby or a
-// replication secondary, where skipping the write is expected.
-func isReadOnly(err error) bool {
-	return errors.Is(err, logical.ErrReadOnly)
+// tokenStore persists one mount's token in the mount's storage.
+type tokenStore struct {
+	storage logical.Storage
+	node    *clusterNode
+	logger  hclog.Logger
+	// mu orders writes and deletes of the stored token.
+	mu sync.Mutex
 }
 
-// reloadStoredToken reads a token another node (or replication) persisted
-// into the current cache, which keeps any mint in flight. Without a cache
-// there is nothing to do: the next read loads config and token anyway.
-func (b *backend) reloadStoredToken(ctx context.Context) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	c := b.tokens.Load()
-	if c == nil || b.storage == nil {
-		return
-	}
-	cfg, err := readConfig(ctx, b.storage)
-	if err != nil || cfg == nil {
-		return
-	}
-	b.restoreStoredToken(ctx, b.storage, c, cfg)
-}
-
-// restoreStoredToken seeds c with the persisted token if it was minted with
-// this config and can still back a lease. Failing to read it costs a mint,
-// not the read.
-func (b *backend) restoreStoredToken(ctx context.Context, s logical.Storage, c *tokenCache, cfg *manusConfig) {
-	st, err := readStoredToken(ctx, s)
-	if err != nil {
-		b.Logger().Warn("could not read the persisted token; the next read mints a new one", "error", err)
-		return
-	}
-	if st == nil || st.ConfigGeneration != cfg.Generation {
-		return
-	}
-	tok := st.token()
-	if !tok.servableAt(b.clock()) {
-		b.Logger().Debug("the persisted token is too close to expiry to reuse")
-		return
-	}
-	if c.restore(tok) {
-		c.logger.Info("reusing the persisted Manus access token", "expires_at", tok.expiresAtText())
-	}
-}
-
-// persistToken stores a newly minted token so restarts and other nodes
-// reuse it, if the stored config is still the one it was minted with.
+// persist stores a newly minted token so restarts and other nodes reuse
+// it, if the stored config is still the one it was minted with.
 // Best-effort: a read-only node or a storage fault only costs a mint later,
 // never the read that minted it.
-func (b *backend) persistToken(logger hclog.Logger, tok *accessToken, generation string) {
-	if b.storage == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func (s *tokenStore) persist(logger hclog.Logger, tok *accessToken, generation string) {
+	s.write(logger, storedToken{AccessToken: tok.AccessToken, MintedAt: tok.MintedAt, ExpiresAt: tok.ExpiresAt, ConfigGeneration: generation})
+}
+
+// markRejected stores tok as rejected by Manus, so other nodes drop it on
+// Invalidate and no restart restores it.
+func (s *tokenStore) markRejected(logger hclog.Logger, tok *accessToken, generation string) {
+	s.write(logger, storedToken{AccessToken: tok.AccessToken, MintedAt: tok.MintedAt, ExpiresAt: tok.ExpiresAt, ConfigGeneration: generation, Rejected: true})
+}
+
+func (s *tokenStore) write(logger hclog.Logger, st storedToken) {
+	ctx, cancel := context.WithTimeout(context.Background(), persistTimeout)
 	defer cancel()
-	b.persistMu.Lock()
-	defer b.persistMu.Unlock()
-	cfg, err := readConfig(ctx, b.storage)
-	if err == nil && (cfg == nil || cfg.Generation != generation) {
-		logger.Debug("not persisting the token: the config it was minted with has been replaced")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg, err := readConfig(ctx, s.storage)
+	if err == nil && (cfg == nil || cfg.Generation != st.ConfigGeneration) {
+		logger.Debug("not storing the token: the config it was minted with has been replaced")
 		return
 	}
 	if err == nil {
-		err = writeStoredToken(ctx, b.storage, tok, generation)
+		err = writeStoredToken(ctx, s.storage, st)
 	}
 	switch {
 	case err == nil:
-	case isReadOnly(err):
-		logger.Debug("not persisting the token: storage is read-only on this node")
+	case s.node.noteStorageError(err):
+		logger.Debug("not storing the token: storage is read-only on this node")
 	default:
-		logger.Warn("could not persist the token; it stays cached in memory", "error", err)
+		logger.Warn("could not store the token; it stays cached in memory", "error", err)
 	}
 }
 
-// forgetStoredToken removes the persisted token of replaced credentials. Its
-// generation would keep it from being restored anyway; this keeps a token of
-// deleted credentials out of storage. It shares persistMu with persistToken,
-// so a mint of the old config cannot write its token back afterwards.
-func (b *backend) forgetStoredToken(ctx context.Context, s logical.Storage) {
-	b.persistMu.Lock()
-	defer b.persistMu.Unlock()
-	if err := s.Delete(ctx, tokenStorageKey); err != nil {
-		b.Logger().Warn("could not delete the persisted token of the old config", "error", err)
+// forget removes the stored token of replaced credentials. Its generation
+// would keep it from being restored anyway; this keeps a token of deleted
+// credentials out of storage. It shares the lock with persist, so a mint of
+// the old config cannot write its token back afterwards.
+func (s *tokenStore) forget(ctx context.Context, storage logical.Storage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := storage.Delete(ctx, tokenStorageKey); err != nil {
+		s.logger.Warn("could not delete the stored token of the old config", "error", err)
+	}
+}
+
+// restore seeds c with the stored token if it was minted with c's config,
+// was not rejected and can still be served. Failing to read it costs a mint,
+// not the read.
+func (s *tokenStore) restore(ctx context.Context, storage logical.Storage, c *tokenCache) {
+	st, err := readStoredToken(ctx, storage)
+	switch {
+	case err != nil:
+		s.logger.Warn("could not read the stored token; the next read mints a new one", "error", err)
+	case st == nil || st.ConfigGeneration != c.config().Generation:
+	case st.Rejected:
+		c.dropRejected(st.AccessToken)
+	case !st.token().servableAt(c.clock()):
+		s.logger.Debug("the stored token is too close to expiry to reuse")
+	case c.restore(st.token()):
+		c.logger.Info("took the stored Manus access token", "expires_at", st.token().expiresAtText())
 	}
 }

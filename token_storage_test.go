@@ -2,16 +2,22 @@ package manus
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// readOnlyStorage refuses writes like a performance standby does.
+// readOnlyStorage refuses writes like a performance standby does, with the
+// error as it reaches an external plugin: over gRPC only the text of
+// logical.ErrReadOnly survives (sdk/plugin/grpc_storage.go).
 type readOnlyStorage struct{ logical.Storage }
 
-func (readOnlyStorage) Put(context.Context, *logical.StorageEntry) error { return logical.ErrReadOnly }
+var errReadOnlyOverGRPC = errors.New(logical.ErrReadOnly.Error())
+
+func (readOnlyStorage) Put(context.Context, *logical.StorageEntry) error { return errReadOnlyOverGRPC }
+func (readOnlyStorage) Delete(context.Context, string) error             { return errReadOnlyOverGRPC }
 
 func TestTokenIsPersistedAndRestored(t *testing.T) {
 	for _, mode := range readModes {
@@ -22,7 +28,7 @@ func TestTokenIsPersistedAndRestored(t *testing.T) {
 func testTokenIsPersistedAndRestored(t *testing.T, mode readMode) {
 	e := newTestEnv(t)
 	e.configure(mode.config())
-	minted := accessTokenOf(e.readToken())
+	minted := accessTokenOf(e.mustReadToken())
 
 	st, err := readStoredToken(context.Background(), e.storage)
 	cfg, _ := readConfig(context.Background(), e.storage)
@@ -35,7 +41,7 @@ func testTokenIsPersistedAndRestored(t *testing.T, mode readMode) {
 	e.b.Clean(context.Background())
 	e.b = e.newBackend()
 	e.clock.Advance(10 * time.Minute)
-	resp := e.readToken()
+	resp := e.mustReadToken()
 	if accessTokenOf(resp) != minted || e.manus.Mints() != 1 {
 		t.Fatalf("after a restart: same token %v, mints %d; want the persisted token and no mint", accessTokenOf(resp) == minted, e.manus.Mints())
 	}
@@ -54,18 +60,18 @@ func testTokenIsPersistedAndRestored(t *testing.T, mode readMode) {
 func TestPersistedTokenOfOldConfigIsNotRestored(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
-	old := accessTokenOf(e.readToken())
+	old := accessTokenOf(e.mustReadToken())
 	// Storage still holding a token from the previous credentials (say the
 	// delete failed) must not be served under the new ones.
 	stored, _ := readStoredToken(context.Background(), e.storage)
 	resp, err := e.writeConfig(map[string]any{"request_timeout": 20, "verify_credentials": false})
 	requireOK(t, resp, err)
-	if err := writeStoredToken(context.Background(), e.storage, stored.token(), stored.ConfigGeneration); err != nil {
+	if err := writeStoredToken(context.Background(), e.storage, *stored); err != nil {
 		t.Fatal(err)
 	}
 	e.b.Clean(context.Background())
 	e.b = e.newBackend()
-	if accessTokenOf(e.readToken()) == old {
+	if accessTokenOf(e.mustReadToken()) == old {
 		t.Fatal("a token of the previous config was restored")
 	}
 }
@@ -87,27 +93,59 @@ func TestExpiredPersistedTokenIsNotRestored(t *testing.T) {
 	e.b.Clean(context.Background())
 	e.clock.Advance(time.Hour)
 	e.b = e.newBackend()
-	e.readToken()
+	e.mustReadToken()
 	if e.manus.Mints() != 2 {
 		t.Fatal("an expired persisted token was not replaced")
 	}
 }
 
 func TestPersistFailureDoesNotFailRead(t *testing.T) {
-	for name, breakStorage := range map[string]func(e *testEnv){
-		"storage error": func(e *testEnv) { e.storage.(*logical.InmemStorage).Underlying().FailPut(true) },
-		"read-only":     func(e *testEnv) { e.b.storage = readOnlyStorage{e.storage} },
-	} {
-		t.Run(name, func(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.storage.(*logical.InmemStorage).Underlying().FailPut(true)
+	resp := e.mustReadToken()
+	if !e.manus.IsValid(accessTokenOf(resp)) {
+		t.Fatal("the read failed because the token could not be persisted")
+	}
+	if accessTokenOf(e.mustReadToken()) != accessTokenOf(resp) || e.manus.Mints() != 1 {
+		t.Fatal("the unpersisted token was not kept in memory")
+	}
+}
+
+// TestRefusedPersistMakesTheNodeForward: a node whose replication state
+// says it may write, but whose storage refuses the token with the read-only
+// error (as it arrives over gRPC: the text only), is read-only from then on.
+// The read that minted is answered; the token stays served where no lease is
+// needed; a leased read, and a read once the token is due, are forwarded,
+// and nothing more is minted here.
+func TestRefusedPersistMakesTheNodeForward(t *testing.T) {
+	for _, mode := range readModes {
+		t.Run(mode.name, func(t *testing.T) {
 			e := newTestEnv(t)
-			e.configure(map[string]any{"verify_credentials": false})
-			breakStorage(e)
-			resp := e.readToken()
-			if !e.manus.IsValid(accessTokenOf(resp)) {
-				t.Fatal("the read failed because the token could not be persisted")
+			e.configure(map[string]any{"verify_credentials": false, "leased_reads": mode.leased})
+			e.b.store.storage = readOnlyStorage{e.storage}
+			first := accessTokenOf(e.mustReadToken())
+			waitFor(t, func() bool { return e.readStatus(false)["node_can_mint"] == false })
+			if role := e.readStatus(false)["node_role"]; role != "read-only storage" {
+				t.Fatalf("node_role = %v, want read-only storage", role)
 			}
-			if accessTokenOf(e.readToken()) != accessTokenOf(resp) || e.manus.Mints() != 1 {
-				t.Fatal("the unpersisted token was not kept in memory")
+			resp, err := e.request(logical.ReadOperation, "token", nil)
+			if mode.leased {
+				if !forwarded(err) {
+					t.Fatalf("a leased read on a node that cannot store answered %v, %v; want the read-only error that forwards it", resp, err)
+				}
+			} else {
+				requireOK(t, resp, err)
+				if accessTokenOf(resp) != first {
+					t.Fatal("the fresh token was not served from memory")
+				}
+			}
+			e.clock.Advance(55 * time.Minute) // due for refresh
+			if _, err := e.request(logical.ReadOperation, "token", nil); !forwarded(err) {
+				t.Fatalf("a read of a token due for refresh answered %v; want it forwarded", err)
+			}
+			if e.manus.Requests() != 1 {
+				t.Fatalf("%d token requests; a node that cannot store must not mint again", e.manus.Requests())
 			}
 		})
 	}
@@ -119,17 +157,17 @@ func TestInvalidateTokenReloadsOtherNodesToken(t *testing.T) {
 	// A standby sharing the storage has loaded the cache earlier.
 	standby := *active
 	standby.b = active.newBackend()
-	first := accessTokenOf(standby.readToken())
+	first := accessTokenOf(standby.mustReadToken())
 
 	// The active node refreshes; replication invalidates the standby's key.
 	active.clock.Advance(55 * time.Minute)
-	second := accessTokenOf(active.readToken())
+	second := accessTokenOf(active.mustReadToken())
 	if second == first {
 		t.Fatal("the active node did not refresh")
 	}
 	active.waitForStoredToken(second) // persisted just after the readers are answered
 	standby.b.InvalidateKey(context.Background(), tokenStorageKey)
-	if got := accessTokenOf(standby.readToken()); got != second || active.manus.Mints() != 2 {
+	if got := accessTokenOf(standby.mustReadToken()); got != second || active.manus.Mints() != 2 {
 		t.Fatalf("the standby did not pick up the active node's token (mints=%d)", active.manus.Mints())
 	}
 	standby.b.Clean(context.Background())
@@ -167,7 +205,7 @@ func TestConfigDeleteDuringMintLeavesNoStoredToken(t *testing.T) {
 func TestInvalidateTokenKeepsMintInFlight(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(map[string]any{"verify_credentials": false})
-	e.readToken() // loads the cache
+	e.mustReadToken() // loads the cache
 	e.clock.Advance(55 * time.Minute)
 	e.manus.FailNext(stall(300 * time.Millisecond))
 	requests := e.manus.Requests()
@@ -187,32 +225,18 @@ func TestInvalidateTokenKeepsMintInFlight(t *testing.T) {
 	}
 }
 
+// TestTokenOfReplacedConfigIsNeverPersisted: a mint whose config was
+// replaced or deleted before its token is stored never writes it: the store
+// checks the stored config's generation under its lock.
 func TestTokenOfReplacedConfigIsNeverPersisted(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(map[string]any{"verify_credentials": false})
-	cache, err := e.b.tokenCache(context.Background(), &logical.Request{Storage: e.storage, MountPoint: "manus/"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Hold the mint's persist back until the config is gone: the order in
-	// which only the generation check can keep the token out of storage.
-	entered, release, persisted := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	persist := cache.persist
-	cache.persist = func(tok *accessToken) {
-		close(entered)
-		<-release
-		persist(tok)
-		close(persisted)
-	}
-	e.readToken()
-	// The mint persists after waking its readers; wait until it has
-	// started to, or a slow scheduler lets the delete cancel it first.
-	<-entered
+	cfg, _ := readConfig(context.Background(), e.storage)
+	tok := newAccessToken("standin_late", e.clock.Now(), time.Hour)
 	if _, err := e.request(logical.DeleteOperation, "config", nil); err != nil {
 		t.Fatal(err)
 	}
-	close(release)
-	<-persisted
+	e.b.store.persist(e.b.Logger(), tok, cfg.Generation)
 	if st, _ := readStoredToken(context.Background(), e.storage); st != nil {
 		t.Fatal("a token of a deleted config was persisted")
 	}

@@ -1,6 +1,7 @@
 package manus
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -39,6 +40,13 @@ type upstreamError struct {
 	detail     string // cleaned, redacted upstream message or local reason
 	timeout    time.Duration
 	retryAfter time.Duration
+}
+
+// asUpstreamError finds the *upstreamError in err's chain, if any.
+func asUpstreamError(err error) (*upstreamError, bool) {
+	var upErr *upstreamError
+	ok := errors.As(err, &upErr)
+	return upErr, ok
 }
 
 func (e *upstreamError) Error() string {

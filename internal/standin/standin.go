@@ -96,6 +96,7 @@ type Server struct {
 	requests   int
 	mints      int
 	userCalls  int
+	rejectAll  bool
 	violations []string
 	clock      func() time.Time
 }
@@ -141,6 +142,16 @@ func (s *Server) RevokeTokensOf(clientID string) {
 			s.tokens[tok] = t
 		}
 	}
+}
+
+// RejectAllTokens makes the users endpoint answer 401 to every token, valid
+// or not, as it does to a token Manus stopped accepting (an incident, or a
+// credential revoked on the Manus side while the token endpoint still
+// issues tokens), until called with false.
+func (s *Server) RejectAllTokens(reject bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rejectAll = reject
 }
 
 // UserCalls is the number of requests made to the users endpoint.
@@ -300,7 +311,10 @@ func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || !s.IsValid(token) {
+	s.mu.Lock()
+	rejectAll := s.rejectAll
+	s.mu.Unlock()
+	if !ok || rejectAll || !s.IsValid(token) {
 		s.writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", "invalid or expired access token")
 		return
 	}

@@ -50,7 +50,7 @@ func TestTokenReadsAskVaultForReplicationStateAtMostOncePerSecond(t *testing.T) 
 	sys := newCountingSystemView()
 	e.withSystemView(sys)
 	e.configure(nil)
-	e.readToken()
+	e.mustReadToken()
 	before := sys.callCount()
 	if before == 0 {
 		t.Fatal("the framework never asked for the replication state: the cache is untested")
@@ -58,14 +58,14 @@ func TestTokenReadsAskVaultForReplicationStateAtMostOncePerSecond(t *testing.T) 
 
 	e.concurrentReads(200)
 	for range 100 {
-		e.readToken()
+		e.mustReadToken()
 	}
 	if got := sys.callCount(); got != before {
 		t.Fatalf("300 reads within a second asked Vault %d more times, want 0", got-before)
 	}
 
 	e.clock.Advance(replicationStateMaxAge)
-	e.readToken()
+	e.mustReadToken()
 	if got := sys.callCount(); got != before+1 {
 		t.Fatalf("a read after %s asked Vault %d more times, want 1", replicationStateMaxAge, got-before)
 	}
@@ -75,7 +75,7 @@ func TestReplicationStateCacheFollowsVaultWithinMaxAge(t *testing.T) {
 	clock := newTestClock()
 	sys := newCountingSystemView()
 	sys.setState(consts.ReplicationPerformancePrimary)
-	view := newReplicationStateCache(sys, clock.Now)
+	view := newClusterNode(sys, clock.Now)
 
 	if got := view.ReplicationState(); got != consts.ReplicationPerformancePrimary {
 		t.Fatalf("first answer %v, want Vault's performance-primary state", got)
@@ -115,7 +115,7 @@ func TestSetupLeavesTheCallersSystemViewAlone(t *testing.T) {
 	if conf.System != sys {
 		t.Fatal("setup replaced the system view in the caller's config")
 	}
-	if _, ok := b.System().(*replicationStateCache); !ok {
-		t.Fatalf("backend system view is %T, want the replication-state cache", b.System())
+	if _, ok := b.System().(*clusterNode); !ok {
+		t.Fatalf("backend system view is %T, want the cluster node view", b.System())
 	}
 }

@@ -1,0 +1,98 @@
+package manus
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const tokenRefreshPath = "token/refresh"
+
+func (b *backend) pathTokenRefresh() *framework.Path {
+	return &framework.Path{
+		Pattern: tokenRefreshPath,
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefixManus,
+		},
+		Fields: map[string]*framework.FieldSchema{},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:     b.pathTokenRefreshWrite,
+				Summary:      "Replace the mount's token now: end any failure back-off and mint once, whatever the cached token's state.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "refresh", OperationSuffix: "access-token"},
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: tokenRefreshResponseFields()}},
+				},
+				// It always mints and stores: only the node that may
+				// write does it (cluster.go).
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+		},
+		HelpSynopsis:    "Replace the mount's Manus token now.",
+		HelpDescription: strings.TrimSpace(tokenRefreshHelp),
+	}
+}
+
+func tokenRefreshResponseFields() map[string]*framework.FieldSchema {
+	field := func(t framework.FieldType, name, desc string) *framework.FieldSchema {
+		return &framework.FieldSchema{Type: t, Description: desc, DisplayAttrs: &framework.DisplayAttributes{Name: name}}
+	}
+	return map[string]*framework.FieldSchema{
+		"minted_at":  field(framework.TypeTime, "Minted at", "When the new token was requested (RFC 3339, UTC)."),
+		"expires_at": field(framework.TypeTime, "Expires at", "When Manus stops accepting the new token (RFC 3339, UTC)."),
+		"expires_in": field(framework.TypeInt, "Expires in", "Whole seconds of life the new token has left."),
+		"refresh_at": field(framework.TypeTime, "Refresh due at", "When the new token becomes due for its next refresh."),
+	}
+}
+
+// pathTokenRefreshWrite replaces the mount's token: the cache ends any
+// back-off and mints once, shared with concurrent refreshes and with reads
+// that need a token meanwhile; the new token is cached and persisted like any
+// mint. On failure the old token stays served while it is fresh, and the
+// caller gets the mint's error as a token read would.
+func (b *backend) pathTokenRefreshWrite(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if !b.node.mayWrite() {
+		return nil, errForwardWrite
+	}
+	cache, err := b.loadTokenCache(ctx, req)
+	if err != nil {
+		if errors.Is(err, errNotConfigured) {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+		return nil, err
+	}
+	tok, err := cache.mintNow(ctx)
+	if err != nil {
+		return nil, readFailure(err)
+	}
+	now := b.clock()
+	b.mountLogger(req.MountPoint).Info("token replaced on request", "expires_at", tok.expiresAtText())
+	return &logical.Response{Data: map[string]any{
+		"minted_at":  formatTime(tok.MintedAt),
+		"expires_at": tok.expiresAtText(),
+		"expires_in": tok.expiresIn(now),
+		"refresh_at": formatTime(tok.refreshAt(cache.config().RefreshThreshold)),
+	}}, nil
+}
+
+//nolint:gosec // G101: help text that mentions tokens, not a credential
+const tokenRefreshHelp = `
+Replaces the mount's token now, for an operator: after Manus stopped
+accepting the cached token, after fixing what made mints fail, or to end a
+failure back-off at once. It mints one token (concurrent refreshes, and reads
+that need a token meanwhile, share that mint), caches and persists it like
+any mint, and answers when the new token expires; the token itself is only
+ever returned by a read of "token".
+
+If the mint fails, the answer is the error a token read would get (502, or
+504 for a timeout) and the old token stays served while it is fresh.
+
+Use "vault write -f <mount>/token/refresh". It belongs in the operator's
+policy ("update" on <mount>/token/refresh), not the consumers'. A config
+write that changes nothing replaces nothing; this does.
+`
