@@ -73,6 +73,7 @@ func TestRefreshPointAndFreshness(t *testing.T) {
 	}{
 		{"default threshold", time.Hour, defaultRefreshThreshold, 50 * time.Minute, 50 * time.Minute},
 		{"threshold above half the life", 20 * time.Minute, 15 * time.Minute, 10 * time.Minute, 10 * time.Minute},
+		{"threshold above half an hour", time.Hour, 45 * time.Minute, 30 * time.Minute, 30 * time.Minute},
 		// 1 s threshold: the least servable life (1 s slack + 1 m margin
 		// + 0.5 s) wins.
 		{"threshold below the servable life", time.Hour, time.Second, time.Hour - 61500*time.Millisecond, time.Hour - 61500*time.Millisecond},

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -154,4 +155,26 @@ func docsAnchor(heading string) string {
 		}
 	}
 	return b.String()
+}
+
+// docsMarkdownFiles lists the repository's Markdown files, relative to the
+// repository root (this package's directory).
+func docsMarkdownFiles(t *testing.T) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir() && slices.Contains([]string{".git", ".dev", "bin", "dist", "testdata", "node_modules"}, d.Name()):
+			return filepath.SkipDir
+		case strings.HasSuffix(path, ".md"):
+			files = append(files, filepath.ToSlash(path))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
 }

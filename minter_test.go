@@ -137,3 +137,32 @@ func TestDefaultMintBoundIsInsideVaultRequestTimeout(t *testing.T) {
 		t.Fatal("a read could wait longer than a whole mint")
 	}
 }
+
+// TestDefaultPolicyAsDocumented: a transient failure gets
+// defaultRetryPolicy.attempts attempts in all, and a Retry-After of up to
+// maxDelay is waited out while a longer one ends the mint at once
+// (docs/failure-behaviour.md#retries).
+func TestDefaultPolicyAsDocumented(t *testing.T) {
+	for _, tc := range []struct {
+		retryAfter time.Duration
+		attempts   int
+	}{
+		{0, defaultRetryPolicy.attempts},
+		{defaultRetryPolicy.maxDelay, defaultRetryPolicy.attempts},
+		{defaultRetryPolicy.maxDelay + time.Second, 1},
+	} {
+		var slept []time.Duration
+		policy := defaultRetryPolicy
+		policy.sleep = func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil }
+		attempter := &fakeAttempter{err: &upstreamError{kind: failRateLimited, status: 429, retryAfter: tc.retryAfter}}
+		m := &minter{client: attempter, logger: hclog.NewNullLogger(), stats: newMountStats(), clock: wallClock, policy: policy}
+		if _, err := m.mintToken(context.Background()); err == nil || attempter.calls != tc.attempts {
+			t.Fatalf("Retry-After %s: %d attempts (%v), want %d", tc.retryAfter, attempter.calls, err, tc.attempts)
+		}
+		for n, d := range slept {
+			if d > max(tc.retryAfter, defaultRetryPolicy.maxDelay) || d < tc.retryAfter {
+				t.Errorf("Retry-After %s: waited %s before attempt %d", tc.retryAfter, d, n+2)
+			}
+		}
+	}
+}

@@ -165,6 +165,36 @@ func testFailureBackoff(t *testing.T, mode readMode) {
 	}
 }
 
+// TestFailureBackoffDoublesUpToItsCap: the window after the nth failed mint
+// doubles from minFailureBackoff to maxFailureBackoff, however many
+// failures, and a Retry-After stretches it up to maxHonouredRetryAfter
+// (docs/failure-behaviour.md#failure-back-off).
+func TestFailureBackoffDoublesUpToItsCap(t *testing.T) {
+	for _, tc := range []struct {
+		failures   int
+		retryAfter time.Duration
+		want       time.Duration
+	}{
+		{1, 0, minFailureBackoff},
+		{2, 0, 2 * minFailureBackoff},
+		{3, 0, 4 * minFailureBackoff},
+		{30, 0, maxFailureBackoff},
+		{1 << 20, 0, maxFailureBackoff}, // no overflow however long the outage
+		{1, 3 * minFailureBackoff, 3 * minFailureBackoff},
+		{30, maxFailureBackoff + time.Second, maxFailureBackoff + time.Second},
+		{1, 24 * time.Hour, maxHonouredRetryAfter},
+	} {
+		if got := failureBackoff(tc.failures, tc.retryAfter); got != tc.want {
+			t.Errorf("failureBackoff(%d, %s) = %s, want %s", tc.failures, tc.retryAfter, got, tc.want)
+		}
+	}
+	for n := 1; failureBackoff(n, 0) < maxFailureBackoff; n++ {
+		if next := failureBackoff(n+1, 0); next != min(2*failureBackoff(n, 0), maxFailureBackoff) {
+			t.Fatalf("the window after %d failures is %s, after %d %s: not doubled", n, failureBackoff(n, 0), n+1, next)
+		}
+	}
+}
+
 func TestConfigChangeResetsBackoff(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(map[string]any{"verify_credentials": false})
