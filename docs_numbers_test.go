@@ -63,20 +63,24 @@ func docsConstants() map[string]docsConstant {
 		"maxTokenLifetime":             c(s(maxTokenLifetime), failure, "lifetime|expires_in"),
 		"defaultRequestTimeout":        c(s(defaultRequestTimeout), failure, "request_timeout|token request"),
 		"maxRequestTimeout":            c(s(maxRequestTimeout), failure, "request_timeout|token request"),
+		"maxCACertBytes":               c(docsValue{maxCACertBytes, "B"}, "docs/configuration.md", "ca_cert|certificate"),
+		"maxCACertificates":            c(docsValue{maxCACertificates, "certificates"}, "docs/configuration.md", "ca_cert|certificate"),
+		"firstRejectionRemintWait":     c(s(firstRejectionRemintWait), failure, "reject"),
+		"maxRejectionRemintWait":       c(s(maxRejectionRemintWait), failure, "reject"),
 	}
 }
 
 // docsHelpStates are the numbers each path's help states.
 var docsHelpStates = map[string][]string{
 	"help:token":  {"defaultRefreshThreshold", "safetyMarginFraction", "maxSafetyMargin"},
-	"help:config": {"maxRequestTimeout", "maxRefreshThreshold"},
+	"help:config": {"maxRequestTimeout", "maxRefreshThreshold", "maxCACertBytes", "maxCACertificates"},
 }
 
 // docsStated is a number: its marker's name (1) and multiple (2), a
 // fraction's "1/" (3), the number (4) and its unit (5).
-var docsStated = regexp.MustCompile("(?:<!-- ([\\w.]+)(?:\\*(\\d+))? -->)?`?(1/)?\\b(\\d+(?:\\.\\d+)?)(?:[ -]?(seconds?|s|minutes?|min|m|hours?|h|KiB|attempts))?\\b")
+var docsStated = regexp.MustCompile("(?:<!-- ([\\w.]+)(?:\\*(\\d+))? -->)?`?(1/)?\\b(\\d+(?:\\.\\d+)?)(?:[ -]?(seconds?|s|minutes?|min|m|hours?|h|KiB|attempts|certificates))?\\b")
 
-var docsScale = map[byte]docsValue{'s': {1, "s"}, 'm': {60, "s"}, 'h': {3600, "s"}, 'K': {1024, "B"}, 'a': {1, "attempts"}}
+var docsScale = map[byte]docsValue{'s': {1, "s"}, 'm': {60, "s"}, 'h': {3600, "s"}, 'K': {1024, "B"}, 'a': {1, "attempts"}, 'c': {1, "certificates"}}
 
 // TestDocsNumbersMatchTheCode: every marked number has the code's value;
 // every constant is marked on its home page and stated in the help texts

@@ -32,7 +32,7 @@ func (b *backend) pathToken() *framework.Path {
 			},
 		},
 		HelpSynopsis:    "Read a Manus bearer token for the Team User Management API.",
-		HelpDescription: strings.TrimSpace(tokenHelp),
+		HelpDescription: tokenHelp(),
 	}
 }
 
@@ -81,20 +81,18 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 	if err != nil {
 		return b.failedRead(err)
 	}
-	tok, now := served.token, served.at
-	ttl := tok.leaseTTL(now)
-	if ttl == 0 {
+	if served.leaseTTL == 0 {
 		// Never a zero TTL: Vault would apply the mount default (768h).
 		// Only a mint slower than the token's own short life gets here.
 		b.stats.readsFailed.Add(1)
 		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf(
-			"the token Manus issued expires at %s, too soon to lease; read again", tok.expiresAtText()))
+			"the token Manus issued expires at %s, too soon to lease; read again", served.expiresAt))
 	}
 	var resp *logical.Response
 	if served.leased {
-		resp = leasedTokenResponse(tok, now, ttl)
+		resp = leasedTokenResponse(served)
 	} else {
-		resp = rotatingTokenResponse(tok, now, served.rereadIn, served.rotationPeriod)
+		resp = rotatingTokenResponse(served)
 	}
 	if served.warning != "" {
 		resp.AddWarning(served.warning)
@@ -117,27 +115,28 @@ func (b *backend) failedRead(err error) (*logical.Response, error) {
 }
 
 // tokenData is what every token read returns about the token.
-func tokenData(tok *accessToken, now time.Time) map[string]any {
+func tokenData(served servedToken) map[string]any {
 	return map[string]any{
-		"access_token": tok.AccessToken,
+		"access_token": served.token.AccessToken,
 		"token_type":   "Bearer",
-		"expires_at":   tok.expiresAtText(),
-		"expires_in":   tok.expiresIn(now),
+		"expires_at":   served.expiresAt,
+		"expires_in":   served.expiresIn,
 	}
 }
 
-// leasedTokenResponse wraps the token in a non-renewable lease of ttl. It
-// builds the secret itself rather than through framework.Secret.Response,
-// whose growing maps were the largest per-read allocation in the profile
+// leasedTokenResponse wraps the token in a non-renewable lease. It builds
+// the secret itself rather than through framework.Secret.Response, whose
+// growing maps were the largest per-read allocation in the profile
 // (BENCHMARKS.md).
-func leasedTokenResponse(tok *accessToken, now time.Time, ttl time.Duration) *logical.Response {
+func leasedTokenResponse(served servedToken) *logical.Response {
+	ttl := served.leaseTTL
 	return &logical.Response{
 		Secret: &logical.Secret{
 			LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: false},
 			// secret_type routes the lease's revocation to secretAccessToken.
 			InternalData: map[string]any{"secret_type": secretTypeAccessToken},
 		},
-		Data: tokenData(tok, now),
+		Data: tokenData(served),
 	}
 }
 
@@ -149,11 +148,11 @@ func leasedTokenResponse(tok *accessToken, now time.Time, ttl time.Duration) *lo
 // Both must be JSON numbers: it asserts the type and panics on anything
 // else. rereadIn keeps ttl at a second or more, since older consul-template
 // re-reads every second on 0.
-func rotatingTokenResponse(tok *accessToken, now time.Time, rereadIn, rotationPeriod time.Duration) *logical.Response {
-	data := tokenData(tok, now)
-	data["ttl"] = int64(rereadIn / time.Second)
-	data["rotation_period"] = int64(rotationPeriod / time.Second)
-	data["last_vault_rotation"] = formatTime(tok.MintedAt)
+func rotatingTokenResponse(served servedToken) *logical.Response {
+	data := tokenData(served)
+	data["ttl"] = int64(served.rereadIn / time.Second)
+	data["rotation_period"] = int64(served.rotationPeriod / time.Second)
+	data["last_vault_rotation"] = served.mintedAt
 	return &logical.Response{Data: data}
 }
 
@@ -174,20 +173,27 @@ func readFailure(err error) error {
 	return err
 }
 
+// tokenHelp states the refresh threshold and the safety margin from the
+// constants that set them.
+func tokenHelp() string {
+	return strings.TrimSpace(fmt.Sprintf(tokenHelpFormat,
+		int(defaultRefreshThreshold/time.Minute), safetyMarginFraction, int(maxSafetyMargin/time.Second)))
+}
+
 //nolint:gosec // G101: help text that mentions tokens, not a credential
-const tokenHelp = `
+const tokenHelpFormat = `
 Returns the mount's Manus bearer token: access_token, token_type ("Bearer"),
 expires_at (RFC 3339) and expires_in (seconds left at the time of the
 response).
 
 All readers of a mount share one token. It is minted on first read and
 reused until its remaining life falls below the config's refresh_threshold
-(default 10 minutes, capped at half the token's lifetime); concurrent reads
+(default %d minutes, capped at half the token's lifetime); concurrent reads
 that find it stale wait for a single new mint.
 
 With leased_reads=true (the default) the response is a leased secret that
 is not renewable. Its TTL is the token's remaining life minus a safety margin
-(1/60 of the lifetime, at most 60s), so Vault Agent and other lease-aware
+(1/%d of the lifetime, at most %ds), so Vault Agent and other lease-aware
 clients read again before the token expires.
 Revoking the lease does not revoke the bearer token: it is shared by every
 reader and stays valid at Manus until it expires.

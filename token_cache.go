@@ -136,18 +136,23 @@ func (c *tokenCache) setReadMode(leased bool) {
 }
 
 // servedToken is what one read of the mount's token gets: the token and
-// everything its answer is built from.
+// everything its answer is built from, computed when it was served.
 type servedToken struct {
 	token *accessToken
-	at    time.Time // when it was judged servable
 	// warning is non-empty when token is a cached one served because its
 	// refresh failed.
 	warning string
 	leased  bool
-	// rereadIn and rotationPeriod tell a non-leased reader when to read
-	// again and how often the token changes.
+	// leaseTTL is the lease a leased read asks for; 0 when the token
+	// cannot back a lease of a second (the read then fails).
+	leaseTTL  time.Duration
+	expiresAt string // RFC 3339
+	expiresIn int64  // whole seconds
+	// rereadIn, rotationPeriod and mintedAt tell a non-leased reader when
+	// to read again and how often the token changes.
 	rereadIn       time.Duration
 	rotationPeriod time.Duration
+	mintedAt       string // RFC 3339
 	// cache served it: the status probe uses its client.
 	cache *tokenCache
 }
@@ -164,10 +169,20 @@ func (c *tokenCache) serve(ctx context.Context) (servedToken, error) {
 	if err != nil {
 		return servedToken{}, err
 	}
-	s := servedToken{token: tok, at: c.clock(), warning: warning, leased: cfg.LeasedReads, cache: c}
+	now := c.clock()
+	s := servedToken{
+		token:     tok,
+		warning:   warning,
+		leased:    cfg.LeasedReads,
+		leaseTTL:  tok.leaseTTL(now),
+		expiresAt: tok.expiresAtText(),
+		expiresIn: tok.expiresIn(now),
+		cache:     c,
+	}
 	if !s.leased {
-		s.rereadIn = c.rereadIn(tok, s.at, cfg.RefreshThreshold)
+		s.rereadIn = c.rereadIn(tok, now, cfg.RefreshThreshold)
 		s.rotationPeriod = tok.rotationPeriod(cfg.RefreshThreshold)
+		s.mintedAt = formatTime(tok.MintedAt)
 	}
 	return s, nil
 }

@@ -1,0 +1,117 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// captureServer is a host an operator could point base_url at: it records
+// whatever reaches it.
+type captureServer struct {
+	url      string
+	mu       sync.Mutex
+	received []string
+}
+
+func startCaptureServer(t *testing.T) *captureServer {
+	t.Helper()
+	c := &captureServer{}
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		c.mu.Lock()
+		c.received = append(c.received, r.Method+" "+r.URL.Path+" "+string(body))
+		c.mu.Unlock()
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(server.Close)
+	c.url = server.URL
+	return c
+}
+
+func (c *captureServer) requests() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.received)
+}
+
+// TestDestinationChangeNeedsTheSecretThroughCLI: an operator who may update
+// the config but does not hold the secret cannot send the stored secret to
+// a host of their own, nor trust another CA with it, verified or not: the
+// write answers 400 naming client_secret, a second loopback server receives
+// nothing (then or on later reads), and the stored config is unchanged.
+func TestDestinationChangeNeedsTheSecretThroughCLI(t *testing.T) {
+	t.Parallel()
+	v := startVault(t)
+	manus := startManus(t)
+	capture := startCaptureServer(t)
+	v.mountConfigured(manus)
+	v.mustVault("policy", "write", "manus-operator", filepath.Join(repoRoot, "docs", "policies", "manus-operator.hcl"))
+	operator := v.tokenWithPolicy("manus-operator")
+	before := v.mustVault("read", "-format=json", "manus/config")
+
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	writeFile(t, caFile, selfSignedCertificatePEM(t))
+	for _, change := range [][]string{
+		{"base_url=" + capture.url},
+		{"base_url=" + capture.url, "verify_credentials=false"},
+		{"base_url=" + manus.url + "/elsewhere", "verify_credentials=false"},
+		{"ca_cert=@" + caFile, "verify_credentials=false"},
+	} {
+		out, err := v.vaultAs(operator, append([]string{"write", "manus/config"}, change...)...)
+		if err == nil || !strings.Contains(out, "client_secret") || !strings.Contains(out, "Code: 400") {
+			t.Errorf("write %q: %v; want a 400 naming client_secret", change, err)
+		}
+	}
+	if after := v.mustVault("read", "-format=json", "manus/config"); after != before {
+		t.Fatalf("a refused write changed the config:\n%s\n%s", before, after)
+	}
+	v.mustVault("write", "-f", "manus/token/refresh") // a mint now, from the stored config
+	v.readSecret("manus/token")
+	if n := capture.requests(); n != 0 {
+		t.Fatalf("the loopback server an operator pointed base_url at received %d requests", n)
+	}
+	if manus.Mints() != 2 {
+		t.Fatalf("%d mints at the configured endpoint, want 2", manus.Mints())
+	}
+	// Partial writes that move nothing stay partial.
+	if _, err := v.vaultAs(operator, "write", "manus/config", "request_timeout=20", "refresh_threshold=15m"); err != nil {
+		t.Fatalf("a write of timeouts alone was refused: %v", err)
+	}
+}
+
+// selfSignedCertificatePEM is a CA certificate nobody uses.
+func selfSignedCertificatePEM(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "a CA the operator runs"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
