@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +20,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
 )
 
 func TestConfigReadNeverReturnsSecret(t *testing.T) {
@@ -433,33 +434,14 @@ func TestSecretWrittenAsClientIDIsNotLogged(t *testing.T) {
 	}
 }
 
-// captureServer records every request it receives and answers 500: a host
-// that a config write could point the plugin at.
-type captureServer struct {
-	url      string
-	mu       sync.Mutex
-	requests []string
-}
-
-func newCaptureServer(t *testing.T) *captureServer {
+// newCaptureServer is a loopback host a config write could point the
+// plugin at; it records whatever reaches it.
+func newCaptureServer(t *testing.T) (*standin.Recorder, string) {
 	t.Helper()
-	c := &captureServer{}
-	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		c.mu.Lock()
-		c.requests = append(c.requests, r.Method+" "+r.URL.Path+" "+string(body))
-		c.mu.Unlock()
-		w.WriteHeader(http.StatusInternalServerError)
-	}))
+	recorder := &standin.Recorder{}
+	server := httptest.NewServer(recorder)
 	t.Cleanup(server.Close)
-	c.url = server.URL
-	return c
-}
-
-func (c *captureServer) received() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.requests...)
+	return recorder, server.URL
 }
 
 // TestDestinationChangeNeedsTheSecret: a write that changes where the
@@ -468,14 +450,14 @@ func (c *captureServer) received() []string {
 // client_secret, nothing sent to the new destination (verified or not, then
 // or on a later read), nothing stored. Other partial writes stay partial.
 func TestDestinationChangeNeedsTheSecret(t *testing.T) {
-	capture := newCaptureServer(t)
+	capture, captureURL := newCaptureServer(t)
 	otherCA := testCertificatePEM(t)
 	for name, change := range map[string]map[string]any{
-		"another host":                {"base_url": capture.url},
-		"another path":                {"base_url": capture.url + "/proxy"},
+		"another host":                {"base_url": captureURL},
+		"another path":                {"base_url": captureURL + "/proxy"},
 		"another CA":                  {"ca_cert": otherCA},
-		"another host, verified":      {"base_url": capture.url, "verify_credentials": true},
-		"host and an unrelated field": {"base_url": capture.url, "request_timeout": 20},
+		"another host, verified":      {"base_url": captureURL, "verify_credentials": true},
+		"host and an unrelated field": {"base_url": captureURL, "request_timeout": 20},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newTestEnv(t)
@@ -494,7 +476,7 @@ func TestDestinationChangeNeedsTheSecret(t *testing.T) {
 			}
 			e.clock.Advance(55 * time.Minute) // the next read mints
 			e.mustReadToken()
-			if got := capture.received(); len(got) != 0 {
+			if got := capture.Requests(); len(got) != 0 {
 				t.Fatalf("the other destination received %d requests: the stored secret left for it", len(got))
 			}
 		})

@@ -1,10 +1,8 @@
 package manus
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -242,7 +240,7 @@ func (e *testEnv) seedForProbe(baseURL, token string) {
 // it into the status response, which operators may read without the token.
 func TestStatusProbeNeverShowsToken(t *testing.T) {
 	const token = "TOK_SEEDED_BEARER_0123456789"
-	echoStatusLine := rawEchoServer(t)
+	echoStatusLine := formEchoServer(t, 0)
 	echoCode := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
@@ -266,34 +264,6 @@ func TestStatusProbeNeverShowsToken(t *testing.T) {
 			}
 		})
 	}
-}
-
-// rawEchoServer answers every HTTP request with a status line made of the
-// request's bearer token.
-func rawEchoServer(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				req, err := http.ReadRequest(bufio.NewReader(conn))
-				if err != nil {
-					return
-				}
-				_, _ = fmt.Fprintf(conn, "HTTP/1.1 %s\r\n\r\n", strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer "))
-			}()
-		}
-	}()
-	return "http://" + l.Addr().String()
 }
 
 // seed puts tok in the cache as if it had been minted.

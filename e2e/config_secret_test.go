@@ -9,45 +9,15 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
 	"math/big"
-	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
 )
-
-// captureServer is a host an operator could point base_url at: it records
-// whatever reaches it.
-type captureServer struct {
-	url      string
-	mu       sync.Mutex
-	received []string
-}
-
-func startCaptureServer(t *testing.T) *captureServer {
-	t.Helper()
-	c := &captureServer{}
-	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		c.mu.Lock()
-		c.received = append(c.received, r.Method+" "+r.URL.Path+" "+string(body))
-		c.mu.Unlock()
-		w.WriteHeader(http.StatusInternalServerError)
-	}))
-	t.Cleanup(server.Close)
-	c.url = server.URL
-	return c
-}
-
-func (c *captureServer) requests() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.received)
-}
 
 // TestDestinationChangeNeedsTheSecretThroughCLI: an operator who may update
 // the config but does not hold the secret cannot send the stored secret to
@@ -58,7 +28,9 @@ func TestDestinationChangeNeedsTheSecretThroughCLI(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)
 	manus := startManus(t)
-	capture := startCaptureServer(t)
+	capture := &standin.Recorder{}
+	captureServer := httptest.NewServer(capture)
+	t.Cleanup(captureServer.Close)
 	v.mountConfigured(manus)
 	v.mustVault("policy", "write", "manus-operator", filepath.Join(repoRoot, "docs", "policies", "manus-operator.hcl"))
 	operator := v.tokenWithPolicy("manus-operator")
@@ -67,8 +39,8 @@ func TestDestinationChangeNeedsTheSecretThroughCLI(t *testing.T) {
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	writeFile(t, caFile, selfSignedCertificatePEM(t))
 	for _, change := range [][]string{
-		{"base_url=" + capture.url},
-		{"base_url=" + capture.url, "verify_credentials=false"},
+		{"base_url=" + captureServer.URL},
+		{"base_url=" + captureServer.URL, "verify_credentials=false"},
 		{"base_url=" + manus.url + "/elsewhere", "verify_credentials=false"},
 		{"ca_cert=@" + caFile, "verify_credentials=false"},
 	} {
@@ -82,7 +54,7 @@ func TestDestinationChangeNeedsTheSecretThroughCLI(t *testing.T) {
 	}
 	v.mustVault("write", "-f", "manus/token/refresh") // a mint now, from the stored config
 	v.readSecret("manus/token")
-	if n := capture.requests(); n != 0 {
+	if n := len(capture.Requests()); n != 0 {
 		t.Fatalf("the loopback server an operator pointed base_url at received %d requests", n)
 	}
 	if manus.Mints() != 2 {
