@@ -225,12 +225,12 @@ func (b *backend) probe(ctx context.Context, req *logical.Request, status map[st
 // dropRejectedToken stops serving tok, which Manus rejected, and records the
 // rejection in storage so no other node serves it either.
 func (b *backend) dropRejectedToken(cache *tokenCache, tok *accessToken, result probeResult) {
-	b.stats.rejected.Add(1)
 	how := fmt.Sprintf("HTTP %d", result.httpStatus)
 	if result.code != "" {
 		how += " " + result.code
 	}
 	if cache.reject(tok, how) {
+		b.stats.rejected.Add(1)
 		b.store.markRejected(cache.logger, tok, cache.config().Generation)
 	}
 }

@@ -409,18 +409,22 @@ func (c *tokenCache) rereadIn(tok *accessToken, now time.Time, configuredThresho
 // reject drops tok, which Manus refused (status is how, e.g. "HTTP 401
 // UNAUTHENTICATED"), so no reader gets it again. The next mint may start at
 // once the first time, later after further rejections in a row
-// (rejectionRemintWait). It reports whether tok was still the cached token.
+// (rejectionRemintWait). It reports whether tok was still the cached token;
+// if a newer one has replaced it meanwhile, nothing is known against that
+// one and nothing changes.
 func (c *tokenCache) reject(tok *accessToken, status string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.current.CompareAndSwap(tok, nil) {
+		return false
+	}
 	now := c.clock()
 	c.rejection.count++
 	c.rejection.at, c.rejection.status = now, status
 	c.rejection.remintAt = now.Add(rejectionRemintWait(c.rejection.count))
-	dropped := c.current.CompareAndSwap(tok, nil)
 	c.logger.Warn("Manus rejected the cached token; it is no longer served", "how", status,
 		"rejections_in_a_row", c.rejection.count, "next_mint_from", formatTime(c.rejection.remintAt))
-	return dropped
+	return true
 }
 
 // accepted records that Manus accepted the cached token, ending a run of
