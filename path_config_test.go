@@ -348,7 +348,7 @@ func assertNoSecretIn(t *testing.T, resp *logical.Response) {
 }
 
 // testCertificatePEM returns a self-signed CA certificate.
-func testCertificatePEM(t *testing.T) string {
+func testCertificatePEM(t testing.TB) string {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
