@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func TestDestinationChangeNeedsTheSecretThroughCLI(t *testing.T) {
 	v.mountConfigured(manus)
 	v.mustVault("policy", "write", "manus-operator", filepath.Join(repoRoot, "docs", "policies", "manus-operator.hcl"))
 	operator := v.tokenWithPolicy("manus-operator")
-	before := v.mustVault("read", "-format=json", "manus/config")
+	before := v.readSecret("manus/config").Data
 
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	writeFile(t, caFile, selfSignedCertificatePEM(t))
@@ -49,8 +50,8 @@ func TestDestinationChangeNeedsTheSecretThroughCLI(t *testing.T) {
 			t.Errorf("write %q: %v; want a 400 naming client_secret", change, err)
 		}
 	}
-	if after := v.mustVault("read", "-format=json", "manus/config"); after != before {
-		t.Fatalf("a refused write changed the config:\n%s\n%s", before, after)
+	if after := v.readSecret("manus/config").Data; !reflect.DeepEqual(after, before) {
+		t.Fatalf("a refused write changed the config:\n%v\n%v", before, after)
 	}
 	v.mustVault("write", "-f", "manus/token/refresh") // a mint now, from the stored config
 	v.readSecret("manus/token")
