@@ -86,9 +86,10 @@ fuzz: ## Fuzz the token-response parser and config writes (FUZZTIME each)
 	$(GO) test -run '^$$' -fuzz '^FuzzConfigWrite$$' -fuzztime $(FUZZTIME) .
 
 .PHONY: vet
-vet: ## go vet, including the end-to-end suite
+vet: ## go vet, including the end-to-end suite and its OpenBao tests
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/
+	$(GO) vet -tags e2e,openbao ./e2e/
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## golangci-lint with the committed .golangci.yml (pinned version)
