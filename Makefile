@@ -67,6 +67,10 @@ test-rules: ## promtool check and unit tests of the example alert rules in docs/
 test-compat: racecheck ## End-to-end suite against every Vault in VAULT_VERSIONS (builds each once; for releases)
 	scripts/test-compat.sh $(VAULT_VERSIONS)
 
+.PHONY: test-openbao
+test-openbao: racecheck ## OpenBao cluster tests and the end-to-end checks that apply to OpenBao (server from BAO_BIN, >= 2.5)
+	scripts/test-openbao.sh
+
 .PHONY: bench
 bench: ## Go benchmarks: read cost and upstream economy (figures in BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) .
