@@ -27,7 +27,7 @@ VAULT_VERSIONS ?= 1.16.3 1.19.0 1.21.0
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build the plugin into bin/ with the version stamped
@@ -78,6 +78,10 @@ bench: ## Go benchmarks: read cost and upstream economy (figures in BENCHMARKS.m
 .PHONY: bench-vault
 bench-vault: ## Load test through a real Vault on Raft storage: leased and non-leased token reads vs KV v2 and manus/config
 	scripts/bench-vault.sh
+
+.PHONY: bench-openbao
+bench-openbao: ## Load test through a 3-node OpenBao Raft cluster (BAO_BIN): token reads sent to a standby vs the active node
+	scripts/bench-openbao.sh
 
 .PHONY: soak
 soak: ## The end-to-end chaos run for a full minute (SOAK_DURATION overrides)
