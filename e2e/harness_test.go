@@ -431,6 +431,19 @@ func (v *vaultServer) registerPlugin() {
 	v.mustVault("plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion, "secret", pluginName)
 }
 
+// reloadPlugin restarts the plugin's process and every mount of it, as the
+// upgrade steps in docs/upgrading.md do. Vault 1.16 and later want the
+// plugin type (-type=secret); OpenBao's CLI, forked from Vault before that
+// flag, takes the plugin name alone.
+func (v *vaultServer) reloadPlugin() {
+	v.t.Helper()
+	args := []string{"plugin", "reload", "-plugin=" + pluginName}
+	if !serverIsOpenBao() {
+		args = append(args, "-type=secret")
+	}
+	v.mustVault(args...)
+}
+
 // mount enables the plugin at path.
 func (v *vaultServer) mount(path string) {
 	v.t.Helper()

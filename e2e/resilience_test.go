@@ -95,7 +95,7 @@ func TestPluginReloadReusesToken(t *testing.T) {
 	before := v.mustReadToken("manus").Data["access_token"]
 	pid := v.pluginPID()
 
-	v.mustVault("plugin", "reload", "-type=secret", "-plugin="+pluginName)
+	v.reloadPlugin()
 	after := v.mustReadToken("manus").Data["access_token"]
 	if v.pluginPID() == pid {
 		t.Fatal("the reload did not restart the plugin process; the test would prove nothing")
