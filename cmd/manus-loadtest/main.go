@@ -392,7 +392,7 @@ func printTable(report map[string]any, results []pathResult) {
 	fmt.Printf("%-24s %10s %10s %10s %8s %6s %12s  %s\n", "path", "reads/s", "p50 (us)", "p99 (us)", "errors", "mints", "first/this", "first/this by round")
 	for i, r := range results {
 		vs, byRound := "-", "-"
-		if i > 0 {
+		if i > 0 && r.ReadsPerSec > 0 {
 			vs = fmt.Sprintf("%.2f", r.FirstOverThis)
 			byRound = formatRatios(r.FirstOverThisByRound)
 		}
