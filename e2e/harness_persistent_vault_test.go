@@ -216,6 +216,25 @@ func activeNode(t *testing.T, nodes []*vaultServer) *vaultServer {
 	return nil
 }
 
+// tokenAfterFailover waits until one of survivors is active and serves
+// manus/token (a newly elected node takes a moment to set up its mounts),
+// for up to a minute, and returns that node and its answer.
+func tokenAfterFailover(t *testing.T, survivors []*vaultServer) (*vaultServer, secretResponse) {
+	t.Helper()
+	leader := activeNode(t, survivors)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := leader.readToken("manus")
+		if err == nil {
+			return leader, resp
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no token from the new active node: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 // readToken reads manus/token through the HTTP API of v.
 func (v *vaultServer) readToken(mount string) (secretResponse, error) {
 	status, resp, err := v.httpGet(mount + "/token")

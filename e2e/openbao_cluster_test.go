@@ -268,19 +268,7 @@ func TestOpenBaoClusterFailoverServesPersistedToken(t *testing.T) {
 	first := c.active.mustReadToken("manus").Data["access_token"]
 
 	c.active.kill()
-	leader := activeNode(t, c.standbys)
-	var resp secretResponse
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var err error
-		if resp, err = leader.readToken("manus"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no token from the new active node: %v", err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	_, resp := tokenAfterFailover(t, c.standbys)
 	if resp.Data["access_token"] != first || c.manus.Mints() != 1 {
 		t.Fatalf("after the active node was killed: same token %v, mints %d; want the persisted token and no mint", resp.Data["access_token"] == first, c.manus.Mints())
 	}
