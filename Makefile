@@ -27,7 +27,7 @@ VAULT_VERSIONS ?= 1.16.3 1.19.0 1.21.0
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build the plugin into bin/ with the version stamped
@@ -67,6 +67,10 @@ test-rules: ## promtool check and unit tests of the example alert rules in docs/
 test-compat: racecheck ## End-to-end suite against every Vault in VAULT_VERSIONS (builds each once; for releases)
 	scripts/test-compat.sh $(VAULT_VERSIONS)
 
+.PHONY: test-openbao
+test-openbao: racecheck ## OpenBao cluster tests and the end-to-end checks that apply to OpenBao (server from BAO_BIN, >= 2.5)
+	scripts/test-openbao.sh
+
 .PHONY: bench
 bench: ## Go benchmarks: read cost and upstream economy (figures in BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) .
@@ -74,6 +78,10 @@ bench: ## Go benchmarks: read cost and upstream economy (figures in BENCHMARKS.m
 .PHONY: bench-vault
 bench-vault: ## Load test through a real Vault on Raft storage: leased and non-leased token reads vs KV v2 and manus/config
 	scripts/bench-vault.sh
+
+.PHONY: bench-openbao
+bench-openbao: ## Load test through a 3-node OpenBao Raft cluster (BAO_BIN): token reads sent to a standby vs the active node
+	scripts/bench-openbao.sh
 
 .PHONY: soak
 soak: ## The end-to-end chaos run for a full minute (SOAK_DURATION overrides)
@@ -86,9 +94,10 @@ fuzz: ## Fuzz the token-response parser and config writes (FUZZTIME each)
 	$(GO) test -run '^$$' -fuzz '^FuzzConfigWrite$$' -fuzztime $(FUZZTIME) .
 
 .PHONY: vet
-vet: ## go vet, including the end-to-end suite
+vet: ## go vet, including the end-to-end suite and its OpenBao tests
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/
+	$(GO) vet -tags e2e,openbao ./e2e/
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## golangci-lint with the committed .golangci.yml (pinned version)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -74,7 +75,9 @@ func (v *vaultServer) restart() {
 
 // startRaftCluster starts n nodes with integrated storage on loopback. The
 // first is initialised and unsealed; the others join it through retry_join
-// and are unsealed with the same key. All share the plugin directory.
+// and are unsealed with the same key. All share the plugin directory. On
+// OpenBao the standbys serve reads themselves (standbyReadsConfig); on
+// Vault (without Enterprise) they forward every request to the active node.
 func startRaftCluster(t *testing.T, n int) []*vaultServer {
 	t.Helper()
 	nodes := make([]*vaultServer, n)
@@ -105,7 +108,7 @@ api_addr         = %q
 cluster_addr     = %q
 plugin_directory = %q
 disable_mlock    = true
-`, v.dir, i+1, joins.String(), strings.TrimPrefix(v.addr, "http://"), clusterAddr, v.addr, "https://"+clusterAddr, pluginDir))
+%s`, v.dir, i+1, joins.String(), strings.TrimPrefix(v.addr, "http://"), clusterAddr, v.addr, "https://"+clusterAddr, pluginDir, standbyReadsConfig()))
 		v.args = []string{"server", "-config=" + configPath, "-log-level=debug"}
 	}
 
@@ -127,6 +130,17 @@ disable_mlock    = true
 	}
 	leader.waitForVoters(n)
 	return nodes
+}
+
+// standbyReadsConfig is the server configuration line for standby reads:
+// on OpenBao they are on unless disable_standby_reads is set (the default
+// since 2.5, stated here so the cluster tests do not depend on it); Vault
+// does not know the key.
+func standbyReadsConfig() string {
+	if serverIsOpenBao() {
+		return "disable_standby_reads = false\n"
+	}
+	return ""
 }
 
 // waitForVoters waits until the Raft configuration has n voters.
@@ -174,7 +188,19 @@ func (v *vaultServer) unsealWhenJoined() {
 	}
 }
 
-// activeNode waits until one of nodes reports itself active.
+// kill ends the server and its plugin processes at once with SIGKILL, as a
+// crashed machine would: no step-down, no seal.
+func (v *vaultServer) kill() {
+	v.t.Helper()
+	_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+	<-v.done
+	v.stop()
+}
+
+// activeNode waits until one of nodes reports itself active: sys/health
+// answers 200 on the active node and 429 on a standby, on Vault and on
+// OpenBao alike (an OpenBao standby serving reads still answers 429 and
+// "standby": true; it has no performance-standby code).
 func activeNode(t *testing.T, nodes []*vaultServer) *vaultServer {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -188,6 +214,25 @@ func activeNode(t *testing.T, nodes []*vaultServer) *vaultServer {
 	}
 	t.Fatal("no node became active")
 	return nil
+}
+
+// tokenAfterFailover waits until one of survivors is active and serves
+// manus/token (a newly elected node takes a moment to set up its mounts),
+// for up to a minute, and returns that node and its answer.
+func tokenAfterFailover(t *testing.T, survivors []*vaultServer) (*vaultServer, secretResponse) {
+	t.Helper()
+	leader := activeNode(t, survivors)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := leader.readToken("manus")
+		if err == nil {
+			return leader, resp
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no token from the new active node: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // readToken reads manus/token through the HTTP API of v.

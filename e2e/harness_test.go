@@ -6,7 +6,9 @@
 // is played by the strict stand-in on loopback.
 //
 // Run with `make test`, or `go test -tags e2e ./e2e/` with VAULT_BIN set (or
-// scripts/ensure-vault.sh able to find or build Vault).
+// scripts/ensure-vault.sh able to find or build Vault). With the build tag
+// openbao as well (`make test-openbao`), the server, CLI and Agent are the
+// OpenBao binary in BAO_BIN, and the OpenBao cluster tests are built in.
 package e2e
 
 import (
@@ -44,7 +46,7 @@ const (
 )
 
 var (
-	vaultBin      string // the vault binary: server, CLI and Agent
+	vaultBin      string // the vault (or bao) binary: server, CLI and Agent
 	pluginDir     string // holds the freshly built plugin binary
 	pluginSHA256  string
 	pluginVersion string // as stamped into the binary, e.g. v0.1.0
@@ -91,8 +93,17 @@ func setUp(m *testing.M) (int, error) {
 		return 0, err
 	}
 	repoRoot = filepath.Dir(wd)
-	if vaultBin, err = findVault(); err != nil {
+	if vaultBin, err = findServer(); err != nil {
 		return 0, err
+	}
+	release, err := serverVersion()
+	if err != nil {
+		return 0, err
+	}
+	if requiredServer != nil && !release.atLeast(*requiredServer) {
+		return 0, fmt.Errorf("%s is %s %d.%d.%d; this suite needs %s %d.%d or newer", vaultBin,
+			release.product, release.version[0], release.version[1], release.version[2],
+			requiredServer.product, requiredServer.version[0], requiredServer.version[1])
 	}
 	dir, err := os.MkdirTemp("", "manus-e2e-plugins-")
 	if err != nil {
@@ -105,6 +116,14 @@ func setUp(m *testing.M) (int, error) {
 	}
 	return m.Run(), nil
 }
+
+// findServer finds the server binary under test, and requiredServer, if
+// set, is the least release it must be: findVault and any Vault, unless the
+// build tag openbao replaced them (harness_openbao_test.go).
+var (
+	findServer     = findVault
+	requiredServer *serverRelease
+)
 
 // findVault takes $VAULT_BIN, else asks the repo's script, which finds or
 // builds one. A missing Vault fails the suite; it never skips it.
@@ -246,13 +265,16 @@ func (v *vaultServer) start() {
 	}()
 }
 
+// env is the environment of the server, its CLI and its Agent. The bao CLI
+// reads VAULT_ADDR and VAULT_TOKEN too, but prefers BAO_ADDR and BAO_TOKEN,
+// so those are set as well, lest the caller's own win.
 func (v *vaultServer) env() []string {
 	return append(os.Environ(),
-		"VAULT_ADDR="+v.addr,
-		"VAULT_TOKEN="+v.token,
+		"VAULT_ADDR="+v.addr, "BAO_ADDR="+v.addr,
+		"VAULT_TOKEN="+v.token, "BAO_TOKEN="+v.token,
 		"HOME="+v.dir, // keep the CLI's token helper out of the real home
-		"VAULT_FORMAT=",
-		"VAULT_CLI_NO_COLOR=1",
+		"VAULT_FORMAT=", "BAO_FORMAT=",
+		"VAULT_CLI_NO_COLOR=1", "BAO_CLI_NO_COLOR=1",
 	)
 }
 
@@ -352,7 +374,7 @@ func (v *vaultServer) vaultAs(token string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vaultBin, args...)
-	cmd.Env = append(v.env(), "VAULT_TOKEN="+token)
+	cmd.Env = append(v.env(), "VAULT_TOKEN="+token, "BAO_TOKEN="+token)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("vault %s: %w\n%s", strings.Join(args, " "), err, out)
@@ -407,6 +429,19 @@ func (v *vaultServer) readSecret(path string) secretResponse {
 func (v *vaultServer) registerPlugin() {
 	v.t.Helper()
 	v.mustVault("plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion, "secret", pluginName)
+}
+
+// reloadPlugin restarts the plugin's process and every mount of it, as the
+// upgrade steps in docs/upgrading.md do. Vault 1.16 and later want the
+// plugin type (-type=secret); OpenBao's CLI, forked from Vault before that
+// flag, takes the plugin name alone.
+func (v *vaultServer) reloadPlugin() {
+	v.t.Helper()
+	args := []string{"plugin", "reload", "-plugin=" + pluginName}
+	if !serverIsOpenBao() {
+		args = append(args, "-type=secret")
+	}
+	v.mustVault(args...)
 }
 
 // mount enables the plugin at path.

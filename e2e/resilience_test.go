@@ -95,7 +95,7 @@ func TestPluginReloadReusesToken(t *testing.T) {
 	before := v.mustReadToken("manus").Data["access_token"]
 	pid := v.pluginPID()
 
-	v.mustVault("plugin", "reload", "-type=secret", "-plugin="+pluginName)
+	v.reloadPlugin()
 	after := v.mustReadToken("manus").Data["access_token"]
 	if v.pluginPID() == pid {
 		t.Fatal("the reload did not restart the plugin process; the test would prove nothing")
@@ -142,19 +142,7 @@ func TestRaftFailoverReusesToken(t *testing.T) {
 
 	active.stop()
 	survivors := nodes[1:]
-	leader := activeNode(t, survivors)
-	var resp secretResponse
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var err error
-		if resp, err = leader.readToken("manus"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no token from the new active node: %v", err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	leader, resp := tokenAfterFailover(t, survivors)
 	if resp.Data["access_token"] != first || manus.Mints() != 1 {
 		t.Fatalf("after failover: same token %v, mints %d; want the persisted token", resp.Data["access_token"] == first, manus.Mints())
 	}

@@ -58,7 +58,7 @@ func TestUpgradeToNextVersion(t *testing.T) {
 	v.expectRunning(t, "manus/", pluginVersion, pluginSHA256)
 
 	v.mustVault("secrets", "tune", "-plugin-version="+next, "manus/")
-	v.mustVault("plugin", "reload", "-type=secret", "-plugin="+pluginName)
+	v.reloadPlugin()
 	v.expectRunning(t, "manus/", next, nextSHA)
 	if got := v.mustReadToken("manus").Data["access_token"]; got != token || manus.Mints() != 1 {
 		t.Fatalf("after the upgrade: same token %v, mints %d; want the persisted token", got == token, manus.Mints())
@@ -76,7 +76,7 @@ func TestUpgradeToNextVersion(t *testing.T) {
 
 	// Roll back the same way.
 	v.mustVault("secrets", "tune", "-plugin-version="+pluginVersion, "manus/")
-	v.mustVault("plugin", "reload", "-type=secret", "-plugin="+pluginName)
+	v.reloadPlugin()
 	v.expectRunning(t, "manus/", pluginVersion, pluginSHA256)
 	if v.mustReadToken("manus").Data["access_token"] != token {
 		t.Fatal("after rolling back the token read changed")

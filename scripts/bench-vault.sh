@@ -7,9 +7,10 @@
 #   manus-nl/token     non-leased token reads (leased_reads=false)
 #   secret/data/bench  a KV v2 read on the built-in engine
 #   manus/config       a plugin read of its storage, without a lease
-# It reports reads/s, latency, the ratios of leased token reads to each of
-# the others, the leases Vault holds afterwards under each token mount, and
-# the peak RSS of Vault and of the plugin; it also times a cold mount.
+# It reports reads/s, latency, the mints the stand-in saw, the ratios of
+# leased token reads to each of the others, the leases Vault holds
+# afterwards under each token mount, and the peak RSS of Vault and of the
+# plugin; it also times a cold mount.
 # PROFILE=1 captures CPU profiles of Vault and of the plugin during a
 # leased token run. COMPARE_REF=<git ref> also builds the plugin as it was
 # at that ref, mounts it at manus-ref/ (leased reads, its only mode then)
@@ -88,6 +89,7 @@ echo "==> load test on $STORAGE storage: concurrency $CONCURRENCY, $DURATION per
 "$work_dir/manus-loadtest" \
 	"${paths[@]}" \
 	-lease-prefix manus/token/ -lease-prefix manus-nl/token/ \
+	-standin "http://127.0.0.1:$STANDIN_PORT" \
 	-concurrency "$CONCURRENCY" -duration "$DURATION" -repeat "$REPEAT" \
 	-cold-mount manus-cold \
 	-cold-config "{\"client_id\":\"$client_id\",\"client_secret\":\"$client_secret\",\"base_url\":\"http://127.0.0.1:$STANDIN_PORT\",\"verify_credentials\":false}" \

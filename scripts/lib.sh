@@ -1,7 +1,9 @@
-# Shared by scripts/dev.sh and scripts/bench-vault.sh: build the plugin, run
-# the Manus stand-in and a dev Vault with the plugin registered. Source it
-# from the repository root after setting VAULT_PORT, STANDIN_PORT and
-# work_dir.
+# Shared by scripts/dev.sh, scripts/bench-vault.sh and
+# scripts/bench-openbao.sh: build the plugin, run the Manus stand-in and a
+# dev Vault, a Vault on Raft storage or a Raft cluster, with the plugin
+# registered. Source it from the repository root after setting VAULT_PORT
+# (or the cluster's ports), STANDIN_PORT, work_dir and vault_bin (the
+# server binary, Vault or OpenBao).
 
 plugin_name=vault-plugin-secrets-manus
 plugin_version="v$(tr -d '[:space:]' < VERSION)"
@@ -60,35 +62,9 @@ start_dev_vault() {
 # VAULT_ADDR and VAULT_TOKEN (the root token) for the CLI.
 start_raft_vault() {
 	echo "==> starting vault server on Raft storage on 127.0.0.1:$VAULT_PORT (log: $work_dir/vault.log)"
-	mkdir -p "$work_dir/raft"
-	cat > "$work_dir/vault.hcl" <<-EOF
-		plugin_directory = "$work_dir/plugins"
-		disable_mlock    = true
-		api_addr         = "http://127.0.0.1:$VAULT_PORT"
-		cluster_addr     = "http://127.0.0.1:$((VAULT_PORT + 1))"
-		storage "raft" {
-		  path    = "$work_dir/raft"
-		  node_id = "bench"
-		}
-		listener "tcp" {
-		  address         = "127.0.0.1:$VAULT_PORT"
-		  cluster_address = "127.0.0.1:$((VAULT_PORT + 1))"
-		  tls_disable     = true
-		}
-	EOF
-	"$vault_bin" server -config="$work_dir/vault.hcl" > "$work_dir/vault.log" 2>&1 &
-	local vault_pid=$!
-	pids+=("$vault_pid")
+	start_raft_node vault "$VAULT_PORT" "$work_dir/raft"
 	export VAULT_ADDR="http://127.0.0.1:$VAULT_PORT"
-	unset VAULT_TOKEN
-	wait_for_vault "$vault_pid" 501 # up, not initialised
-	local init key
-	init=$("$vault_bin" operator init -key-shares=1 -key-threshold=1 -format=json)
-	key=$(printf '%s' "$init" | tr -d ' \n' | sed -n 's/.*"unseal_keys_b64":\["\([^"]*\)".*/\1/p')
-	VAULT_TOKEN=$(printf '%s' "$init" | tr -d ' \n' | sed -n 's/.*"root_token":"\([^"]*\)".*/\1/p')
-	export VAULT_TOKEN
-	"$vault_bin" operator unseal "$key" >/dev/null
-	wait_for_vault "$vault_pid" 200 # active
+	init_and_unseal "$node_pid"
 	"$vault_bin" secrets enable -path=secret -version=2 kv >/dev/null
 	# KV v2 upgrades its storage layout after mounting; wait until it serves.
 	for _ in $(seq 1 100); do
@@ -99,14 +75,100 @@ start_raft_vault() {
 	exit 1
 }
 
-# wait_for_vault PID STATUS waits until sys/health answers STATUS.
+# start_raft_cluster N BASE_PORT starts N servers on Raft integrated storage,
+# node i (1 to N) on 127.0.0.1:BASE_PORT+10*(i-1), with its data, config and
+# log under $work_dir as node<i>. The first is initialised and unsealed and
+# is the active node; the others join it and are unsealed as standbys; all
+# are voters when it returns. Exports VAULT_ADDR (the active node) and
+# VAULT_TOKEN (the root token); node_addrs lists the nodes' addresses, the
+# active node first.
+start_raft_cluster() {
+	local n=$1 base=$2 i port leader="http://127.0.0.1:$2"
+	node_addrs=()
+	for i in $(seq 1 "$n"); do
+		port=$((base + 10 * (i - 1)))
+		node_addrs+=("http://127.0.0.1:$port")
+		echo "==> starting node$i on Raft storage on 127.0.0.1:$port (log: $work_dir/node$i.log)"
+		if [ "$i" = 1 ]; then
+			start_raft_node node1 "$port" "$work_dir/node1-raft"
+			export VAULT_ADDR=$leader
+			init_and_unseal "$node_pid"
+			"$vault_bin" operator raft autopilot set-config -server-stabilization-time=1s >/dev/null
+			continue
+		fi
+		start_raft_node "node$i" "$port" "$work_dir/node$i-raft" "$leader"
+		# Unsealing succeeds once the node has joined the cluster.
+		for _ in $(seq 1 60); do
+			VAULT_ADDR="http://127.0.0.1:$port" "$vault_bin" operator unseal "$unseal_key" >/dev/null 2>&1 && break
+			sleep 0.5
+		done
+		wait_for_vault "$node_pid" 429 "http://127.0.0.1:$port" "$work_dir/node$i.log" # unsealed standby
+	done
+	for _ in $(seq 1 120); do
+		[ "$("$vault_bin" operator raft list-peers -format=json | grep -c '"voter": true')" = "$n" ] && return 0
+		sleep 0.5
+	done
+	echo "the Raft cluster did not reach $n voters" >&2
+	exit 1
+}
+
+# start_raft_node NAME PORT DATA_DIR [LEADER_ADDR] starts a server on Raft
+# storage in DATA_DIR, listening on 127.0.0.1:PORT (cluster traffic on
+# PORT+1), joining the cluster of LEADER_ADDR if given, with
+# $server_extra_config appended to its configuration $work_dir/NAME.hcl;
+# its log is $work_dir/NAME.log. Sets node_pid.
+start_raft_node() {
+	local name=$1 port=$2 data=$3 leader=${4:-} join=""
+	mkdir -p "$data"
+	[ -z "$leader" ] || join="retry_join { leader_api_addr = \"$leader\" }"
+	cat > "$work_dir/$name.hcl" <<-EOF
+		plugin_directory = "$work_dir/plugins"
+		disable_mlock    = true
+		api_addr         = "http://127.0.0.1:$port"
+		cluster_addr     = "https://127.0.0.1:$((port + 1))"
+		storage "raft" {
+		  path    = "$data"
+		  node_id = "$name"
+		  $join
+		}
+		listener "tcp" {
+		  address         = "127.0.0.1:$port"
+		  cluster_address = "127.0.0.1:$((port + 1))"
+		  tls_disable     = true
+		}
+		${server_extra_config:-}
+	EOF
+	"$vault_bin" server -config="$work_dir/$name.hcl" > "$work_dir/$name.log" 2>&1 &
+	node_pid=$!
+	pids+=("$node_pid")
+}
+
+# init_and_unseal PID initialises the server at $VAULT_ADDR with one key
+# share, unseals it and waits until it is active; exports VAULT_TOKEN (the
+# root token) and sets unseal_key.
+init_and_unseal() {
+	unset VAULT_TOKEN
+	wait_for_vault "$1" 501 # up, not initialised
+	local init
+	init=$("$vault_bin" operator init -key-shares=1 -key-threshold=1 -format=json)
+	unseal_key=$(printf '%s' "$init" | tr -d ' \n' | sed -n 's/.*"unseal_keys_b64":\["\([^"]*\)".*/\1/p')
+	VAULT_TOKEN=$(printf '%s' "$init" | tr -d ' \n' | sed -n 's/.*"root_token":"\([^"]*\)".*/\1/p')
+	export VAULT_TOKEN
+	"$vault_bin" operator unseal "$unseal_key" >/dev/null
+	wait_for_vault "$1" 200 # active
+}
+
+# wait_for_vault PID STATUS [ADDR [LOG]] waits until sys/health at ADDR
+# (default $VAULT_ADDR) answers STATUS; if the server exits first, its log
+# (default $work_dir/vault.log) is shown.
 wait_for_vault() {
+	local addr=${3:-$VAULT_ADDR} log=${4:-$work_dir/vault.log}
 	for _ in $(seq 1 150); do
-		[ "$(curl -s -o /dev/null -w '%{http_code}' "$VAULT_ADDR/v1/sys/health")" = "$2" ] && return 0
-		kill -0 "$1" 2>/dev/null || { cat "$work_dir/vault.log"; exit 1; }
+		[ "$(curl -s -o /dev/null -w '%{http_code}' "$addr/v1/sys/health")" = "$2" ] && return 0
+		kill -0 "$1" 2>/dev/null || { cat "$log"; exit 1; }
 		sleep 0.2
 	done
-	echo "vault did not reach health status $2; see $work_dir/vault.log" >&2
+	echo "the server at $addr did not reach health status $2; see $log" >&2
 	exit 1
 }
 

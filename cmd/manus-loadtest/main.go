@@ -3,11 +3,17 @@
 // reads per second, p50/p99 latency, the ratio of the first path to each
 // later one, the peak RSS of the plugin and Vault processes, and the leases
 // Vault holds afterwards under each -lease-prefix. With -cold-mount it also
-// times a mount from `secrets enable` to the first served token.
+// times a mount from `secrets enable` to the first served token. With
+// -node, a path written NODE:path is read through that node of a cluster;
+// with -standin, the mints the Manus stand-in saw during each measured run
+// are reported with the path. Failed reads are counted and the first
+// failure of each path is shown; they never stop the run.
 //
 // scripts/bench-vault.sh (make bench-vault) starts a Vault on Raft storage
 // (or a dev Vault) and the Manus stand-in and runs this against leased and
-// non-leased token reads, a KV v2 secret and manus/config. See
+// non-leased token reads, a KV v2 secret and manus/config;
+// scripts/bench-openbao.sh (make bench-openbao) runs it against token reads
+// through a standby and through the active node of an OpenBao cluster. See
 // BENCHMARKS.md.
 package main
 
@@ -35,6 +41,8 @@ func (p *pathList) Set(v string) error { *p = append(*p, v); return nil }
 
 type options struct {
 	addr, token string
+	nodes       map[string]string // -node name=address
+	standin     string
 	concurrency int
 	duration    time.Duration
 	warmup      time.Duration
@@ -53,6 +61,16 @@ func main() {
 	var o options
 	flag.StringVar(&o.addr, "addr", envOr("VAULT_ADDR", "http://127.0.0.1:8200"), "Vault address")
 	flag.StringVar(&o.token, "token", os.Getenv("VAULT_TOKEN"), "Vault token")
+	o.nodes = map[string]string{}
+	flag.Func("node", "NAME=ADDRESS (repeatable): a path written NAME:path is read through this node", func(v string) error {
+		name, addr, ok := strings.Cut(v, "=")
+		if !ok || name == "" || addr == "" {
+			return fmt.Errorf("want NAME=ADDRESS, got %q", v)
+		}
+		o.nodes[name] = addr
+		return nil
+	})
+	flag.StringVar(&o.standin, "standin", "", "the Manus stand-in's base URL, to count the mints during each measured run")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent clients")
 	flag.DurationVar(&o.duration, "duration", 15*time.Second, "measured time per path and round")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured reads before each measurement")
@@ -68,6 +86,11 @@ func main() {
 	flag.Parse()
 	if len(o.paths) == 0 && o.coldMount == "" {
 		fail("give at least one -path or -cold-mount")
+	}
+	for _, p := range o.paths {
+		if _, _, err := o.target(p); err != nil {
+			fail(err.Error())
+		}
 	}
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.concurrency * 2}, Timeout: time.Minute}
@@ -92,11 +115,15 @@ func main() {
 }
 
 type pathResult struct {
-	Path          string  `json:"path"`
-	ReadsPerSec   float64 `json:"reads_per_sec"`
-	P50Micros     float64 `json:"p50_us"`
-	P99Micros     float64 `json:"p99_us"`
-	Errors        int     `json:"errors"`
+	Path        string  `json:"path"`
+	ReadsPerSec float64 `json:"reads_per_sec"`
+	P50Micros   float64 `json:"p50_us"`
+	P99Micros   float64 `json:"p99_us"`
+	Errors      int     `json:"errors"`
+	FirstError  string  `json:"first_error,omitempty"`
+	// Mints is what the stand-in issued during the measured runs (-1
+	// without -standin).
+	Mints         int     `json:"mints"`
 	FirstOverThis float64 `json:"first_path_throughput_over_this,omitempty"`
 	// FirstOverThisByRound compares paths measured seconds apart, so it
 	// shows whether a ratio holds in every round or only in the medians.
@@ -113,8 +140,8 @@ func measurePaths(client *http.Client, o options) []pathResult {
 			run(client, o, p, o.warmup)
 			r := run(client, o, p, o.duration)
 			perPath[p] = append(perPath[p], r)
-			fmt.Fprintf(os.Stderr, "round %d %-24s %8.0f reads/s p50 %6.0fus p99 %6.0fus errors %d\n",
-				round+1, p, r.readsPerSec, r.p50, r.p99, r.errors)
+			fmt.Fprintf(os.Stderr, "round %d %-24s %8.0f reads/s p50 %6.0fus p99 %6.0fus errors %d mints %s\n",
+				round+1, p, r.readsPerSec, r.p50, r.p99, r.errors, mintsText(r.mints))
 		}
 	}
 	var out []pathResult
@@ -125,6 +152,10 @@ func measurePaths(client *http.Client, o options) []pathResult {
 		for _, r := range rounds {
 			rps, p50, p99 = append(rps, r.readsPerSec), append(p50, r.p50), append(p99, r.p99)
 			res.Errors += r.errors
+			res.Mints = sumMints(res.Mints, r.mints)
+			if res.FirstError == "" {
+				res.FirstError = r.firstError
+			}
 		}
 		res.ReadsPerSec, res.P50Micros, res.P99Micros, res.RoundsPerSec = median(rps), median(p50), median(p99), rps
 		out = append(out, res)
@@ -148,12 +179,26 @@ func measurePaths(client *http.Client, o options) []pathResult {
 type roundResult struct {
 	readsPerSec, p50, p99 float64
 	errors                int
+	firstError            string
+	mints                 int // -1 when not counted
 }
 
+// sumMints adds up mint counts, -1 standing for "not counted".
+func sumMints(a, b int) int {
+	if a < 0 || b < 0 {
+		return -1
+	}
+	return a + b
+}
+
+// run reads path for d through the node it names and counts the mints the
+// stand-in saw meanwhile.
 func run(client *http.Client, o options, path string, d time.Duration) roundResult {
+	o, path, _ = o.target(path) // checked in main
+	mintsBefore := standinMints(client, o)
 	var mu sync.Mutex
 	var latencies []time.Duration
-	errors := 0
+	errors, firstError := 0, ""
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for range o.concurrency {
@@ -161,11 +206,13 @@ func run(client *http.Client, o options, path string, d time.Duration) roundResu
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration
-			bad := 0
+			bad, firstBad := 0, ""
 			for time.Now().Before(deadline) {
 				started := time.Now()
 				if err := read(client, o, path); err != nil {
-					bad++
+					if bad++; firstBad == "" {
+						firstBad = err.Error()
+					}
 					continue
 				}
 				mine = append(mine, time.Since(started))
@@ -173,17 +220,69 @@ func run(client *http.Client, o options, path string, d time.Duration) roundResu
 			mu.Lock()
 			latencies = append(latencies, mine...)
 			errors += bad
+			if firstError == "" {
+				firstError = firstBad
+			}
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	slices.Sort(latencies)
+	mints := -1
+	if before, after := mintsBefore, standinMints(client, o); before >= 0 && after >= 0 {
+		mints = after - before
+	}
 	return roundResult{
 		readsPerSec: float64(len(latencies)) / d.Seconds(),
 		p50:         micros(percentile(latencies, 0.50)),
 		p99:         micros(percentile(latencies, 0.99)),
 		errors:      errors,
+		firstError:  firstError,
+		mints:       mints,
 	}
+}
+
+// mintsText shows a mint count, "-" when not counted.
+func mintsText(n int) string {
+	if n < 0 {
+		return "-"
+	}
+	return strconv.Itoa(n)
+}
+
+// target resolves a path written NODE:path to the options for that node's
+// address and the path; any other path is read through -addr.
+func (o options) target(p string) (options, string, error) {
+	name, path, ok := strings.Cut(p, ":")
+	if !ok {
+		return o, p, nil
+	}
+	addr, known := o.nodes[name]
+	if !known {
+		return o, p, fmt.Errorf("path %q names node %q, which no -node gives", p, name)
+	}
+	o.addr = addr
+	return o, path, nil
+}
+
+// standinMints is the stand-in's count of issued tokens, -1 without
+// -standin or if it cannot be read.
+func standinMints(client *http.Client, o options) int {
+	if o.standin == "" {
+		return -1
+	}
+	resp, err := client.Get(o.standin + "/_standin/stats")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var stats struct {
+		Mints int `json:"mints"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&stats) != nil {
+		return -1
+	}
+	return stats.Mints
 }
 
 func read(client *http.Client, o options, path string) error {
@@ -290,14 +389,19 @@ func peakRSS(name string) int {
 
 func printTable(report map[string]any, results []pathResult) {
 	fmt.Printf("concurrency %v, %v per path and round, %v rounds (medians)\n\n", report["concurrency"], report["duration"], report["rounds"])
-	fmt.Printf("%-24s %10s %10s %10s %8s %12s  %s\n", "path", "reads/s", "p50 (us)", "p99 (us)", "errors", "first/this", "first/this by round")
+	fmt.Printf("%-24s %10s %10s %10s %8s %6s %12s  %s\n", "path", "reads/s", "p50 (us)", "p99 (us)", "errors", "mints", "first/this", "first/this by round")
 	for i, r := range results {
 		vs, byRound := "-", "-"
-		if i > 0 {
+		if i > 0 && r.ReadsPerSec > 0 {
 			vs = fmt.Sprintf("%.2f", r.FirstOverThis)
 			byRound = formatRatios(r.FirstOverThisByRound)
 		}
-		fmt.Printf("%-24s %10.0f %10.0f %10.0f %8d %12s  %s\n", r.Path, r.ReadsPerSec, r.P50Micros, r.P99Micros, r.Errors, vs, byRound)
+		fmt.Printf("%-24s %10.0f %10.0f %10.0f %8d %6s %12s  %s\n", r.Path, r.ReadsPerSec, r.P50Micros, r.P99Micros, r.Errors, mintsText(r.Mints), vs, byRound)
+	}
+	for _, r := range results {
+		if r.FirstError != "" {
+			fmt.Printf("first failure of %s: %s\n", r.Path, strings.Join(strings.Fields(r.FirstError), " "))
+		}
 	}
 	if cs, ok := report["cold_start"].(coldStart); ok {
 		fmt.Printf("\ncold start (enable -> first token): median %.0f ms over %d runs\n", cs.MedianMillis, len(cs.Millis))
