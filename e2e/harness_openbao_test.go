@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 )
 
 // Harness, not tests: with the build tag openbao (`make test-openbao`) the
@@ -93,19 +92,7 @@ func (c *openBaoCluster) configure(extra ...string) {
 // clientID.
 func (c *openBaoCluster) waitForConfig(clientID string) {
 	c.t.Helper()
-	for _, v := range c.nodes {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			status, resp, err := v.httpGet("manus/config")
-			if status == 200 && resp.Data["client_id"] == clientID {
-				break
-			}
-			if time.Now().After(deadline) {
-				c.t.Fatalf("node %s does not serve manus/config with client_id %s: HTTP %d %v", v.addr, clientID, status, err)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
+	waitForConfigOn(c.t, c.nodes, clientID)
 }
 
 // status reads manus/status through v.

@@ -252,3 +252,24 @@ func (v *vaultServer) mustReadToken(mount string) secretResponse {
 	}
 	return resp
 }
+
+// waitForConfigOn waits until manus/config read through every node shows
+// clientID. A standby that serves reads itself (OpenBao) has the mount and
+// its config only once Raft has brought them there, a moment after the
+// active node wrote them; a standby that forwards answers at once.
+func waitForConfigOn(t *testing.T, nodes []*vaultServer, clientID string) {
+	t.Helper()
+	for _, v := range nodes {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			status, resp, err := v.httpGet("manus/config")
+			if status == http.StatusOK && resp.Data["client_id"] == clientID {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s does not serve manus/config with client_id %s: HTTP %d %v", v.addr, clientID, status, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}

@@ -133,6 +133,7 @@ func TestRaftFailoverReusesToken(t *testing.T) {
 	manus := startManus(t)
 	active := nodes[0]
 	active.mountConfigured(manus, "verify_credentials=false")
+	waitForConfigOn(t, nodes, testClientID)
 
 	standby := nodes[1]
 	first := standby.mustReadToken("manus").Data["access_token"]

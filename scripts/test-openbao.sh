@@ -27,7 +27,8 @@ bao_version=$("$BAO_BIN" version 2>/dev/null | sed -n 's/^OpenBao v\([0-9][0-9.]
 # The single-node tests that hold for OpenBao as they are: registration by
 # sha256 and version, mounts, config, both read modes, leases, policies,
 # status and probe, outage, chaos, reload, restart on file storage, upgrade
-# and rollback, and a real `bao agent` rendering the token.
+# and rollback, a real `bao agent` rendering the token, config writes that
+# would move the secret, and the token refresh.
 single_node=(
 	TestRegisterVersionAndMultiplexedMounts
 	TestConfigAndTokenThroughCLI
@@ -46,6 +47,12 @@ single_node=(
 	TestVaultRestartReusesToken
 	TestChaos
 	TestUpgradeToNextVersion
+	TestDestinationChangeNeedsTheSecretThroughCLI
+	TestRefreshDuringBackoffMintsAtOnce
+	TestConcurrentRefreshesAndReadsMintOnce
+	TestRevokedTokensAreReplacedAfterTheProbe
+	TestSameConfigWrittenTwiceMintsNothing
+	TestRefreshBelongsToTheOperatorPolicy
 )
 # The cluster tests: the OpenBao ones, and the suite's Raft failover test,
 # whose read through a standby is, on OpenBao, a leased read that the
