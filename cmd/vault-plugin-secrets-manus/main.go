@@ -19,6 +19,16 @@ func main() {
 		fmt.Println(manus.Version)
 		return
 	}
+	// `vault-plugin-secrets-manus --copy-to DIR` installs this binary into
+	// a plugin directory, for an init container running the release image
+	// (which holds nothing else); Vault never passes this flag either.
+	if len(os.Args) == 3 && os.Args[1] == "--copy-to" {
+		if err := copySelf(os.Args[2], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "vault-plugin-secrets-manus:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	startProfilerIfAsked()
 	// Multiplexed: one process serves every mount of the plugin.
 	err := plugin.ServeMultiplex(&plugin.ServeOpts{
