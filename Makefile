@@ -27,7 +27,7 @@ VAULT_VERSIONS ?= 1.16.3 1.19.0 1.21.0
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build the plugin into bin/ with the version stamped
@@ -67,6 +67,10 @@ test-rules: ## promtool check and unit tests of the example alert rules in docs/
 test-compat: racecheck ## End-to-end suite against every Vault in VAULT_VERSIONS (builds each once; for releases)
 	scripts/test-compat.sh $(VAULT_VERSIONS)
 
+.PHONY: test-containerized
+test-containerized: racecheck release ## The release image in Docker: a Vault containerized plugin under gVisor runsc, the Helm init container, OpenBao's pull (root; installs docker.io, runsc, iptables, skopeo; not in make test)
+	scripts/test-containerized.sh
+
 .PHONY: bench
 bench: ## Go benchmarks: read cost and upstream economy (figures in BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) .
@@ -89,6 +93,7 @@ fuzz: ## Fuzz the token-response parser and config writes (FUZZTIME each)
 vet: ## go vet, including the end-to-end suite
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/
+	$(GO) vet -tags 'e2e containerized' ./e2e/
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## golangci-lint with the committed .golangci.yml (pinned version)
