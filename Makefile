@@ -27,7 +27,7 @@ VAULT_VERSIONS ?= 1.16.3 1.19.0 1.21.0
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build the plugin into bin/ with the version stamped
@@ -71,6 +71,10 @@ test-compat: racecheck ## End-to-end suite against every Vault in VAULT_VERSIONS
 test-openbao: racecheck ## OpenBao cluster tests and the end-to-end checks that apply to OpenBao (server from BAO_BIN, >= 2.5)
 	scripts/test-openbao.sh
 
+.PHONY: test-containerized
+test-containerized: racecheck release ## The release image in Docker: a Vault containerized plugin under gVisor runsc, the Helm init container, OpenBao's pull (root; installs docker.io, runsc, iptables, skopeo; not in make test)
+	scripts/test-containerized.sh
+
 .PHONY: bench
 bench: ## Go benchmarks: read cost and upstream economy (figures in BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) .
@@ -98,6 +102,7 @@ vet: ## go vet, including the end-to-end suite and its OpenBao tests
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/
 	$(GO) vet -tags e2e,openbao ./e2e/
+	$(GO) vet -tags 'e2e containerized' ./e2e/
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## golangci-lint with the committed .golangci.yml (pinned version)
@@ -121,8 +126,19 @@ tidycheck: ## Fail if go.mod or go.sum is not tidy
 # outside git.
 COMMIT = $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with uncommitted changes)')
 
+# The container image: the Linux binaries, each alone in its platform's
+# image, in one OCI layout archive (internal/ociimage). Its labels name the
+# commit (-dirty with uncommitted changes) and its timestamps are the
+# commit's time, or SOURCE_DATE_EPOCH if set, so rebuilding a commit gives
+# the same archive. scripts/check-release.sh derives the same values.
+IMAGE             = $(DIST)/$(PLUGIN_NAME)_$(VERSION)_oci-image.tar
+IMAGE_PLATFORMS   = $(filter linux/%,$(PLATFORMS))
+REVISION          = $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo -dirty)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+MODULE            = $(shell GOWORK=off $(GO) list -m)
+
 .PHONY: release
-release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm64), their SBOMs, licenses, notes and SHA256SUMS in dist/
+release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm64), their SBOMs, the linux image archive, licenses, notes and SHA256SUMS in dist/
 	rm -rf $(DIST) && mkdir -p $(DIST)
 	@set -e; for platform in $(PLATFORMS); do \
 		os=$${platform%/*}; arch=$${platform#*/}; \
@@ -134,10 +150,14 @@ release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm6
 			-version $(PLUGIN_VERSION) -output $$out.sbom.json $$out 2>&1) || { echo "$$log" >&2; exit 1; }; \
 	done
 	$(GO) run ./internal/releasetool licenses -o $(DIST)/THIRD_PARTY_LICENSES.md $(DIST)/*.sbom.json
+	@echo "writing $(IMAGE) ($(IMAGE_PLATFORMS))"
+	$(GO) run ./internal/releasetool image -o $(IMAGE) -name $(PLUGIN_NAME) -version $(PLUGIN_VERSION) \
+		-revision "$(REVISION)" -source "https://$(MODULE)" -created "$(SOURCE_DATE_EPOCH)" \
+		$(foreach p,$(IMAGE_PLATFORMS),$(p)=$(DIST)/$(PLUGIN_NAME)_$(VERSION)_$(subst /,_,$(p)))
 	cd $(DIST) && sha256sum $(PLUGIN_NAME)_* THIRD_PARTY_LICENSES.md > SHA256SUMS
 	$(GO) run ./internal/releasetool notes -version $(VERSION) -changelog CHANGELOG.md \
 		-sums $(DIST)/SHA256SUMS -goversion "$$($(GO) env GOVERSION)" -commit "$(COMMIT)" \
-		-o $(DIST)/RELEASE_NOTES.md
+		-image $(IMAGE) -o $(DIST)/RELEASE_NOTES.md
 	@cat $(DIST)/SHA256SUMS
 
 $(CYCLONEDX_GOMOD):
@@ -145,8 +165,8 @@ $(CYCLONEDX_GOMOD):
 	GOBIN="$(dir $@)" $(GO) install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION)
 
 .PHONY: release-check
-release-check: release ## Build the release and check names, checksums, version stamps, SBOMs, licenses and notes
-	scripts/check-release.sh $(DIST) $(PLUGIN_NAME) $(VERSION) "$(PLATFORMS)"
+release-check: release ## Build the release and check names, checksums, version stamps, SBOMs, image, licenses and notes
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) scripts/check-release.sh $(DIST) $(PLUGIN_NAME) $(VERSION) "$(PLATFORMS)"
 
 .PHONY: fmtcheck
 fmtcheck: ## Fail if any Go file needs gofmt

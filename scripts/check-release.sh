@@ -13,6 +13,14 @@
 # THIRD_PARTY_LICENSES.md must match the SBOMs with every license allowed,
 # and RELEASE_NOTES.md must name the version, Go version, commit and every
 # checksum.
+#
+# The image archive (<plugin>_<version>_oci-image.tar) is opened with the
+# library that wrote it (releasetool image -check, internal/ociimage): one
+# image per Linux platform, each holding only a binary byte-identical to the
+# release binary of that platform at /<plugin>, as its entrypoint, with the
+# OCI labels (version, this commit, source, license, creation time: the
+# commit's time or SOURCE_DATE_EPOCH) and the binary's SHA-256; and it must
+# be exactly what building it again from these binaries gives.
 set -euo pipefail
 dist=$1 plugin=$2 version=$3 platforms=$4
 
@@ -54,6 +62,21 @@ for platform in $platforms; do
 	expected=$((expected + 2)) binaries=$((binaries + 1))
 done
 
+image_name=${plugin}_${version}_oci-image.tar
+image="$dist/$image_name"
+[ -f "$image" ] || fail "missing $image"
+grep -q " $image_name\$" "$dist/SHA256SUMS" || fail "$image is not in SHA256SUMS"
+image_binaries=()
+for platform in $platforms; do
+	[ "${platform%/*}" = linux ] && image_binaries+=("$platform=$dist/${plugin}_${version}_${platform/\//_}")
+done
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+if git status --porcelain --untracked-files=no 2>/dev/null | grep -q .; then revision+=-dirty; fi
+created=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+"$tool/releasetool" image -check -o "$image" -name "$plugin" -version "v$version" -revision "$revision" \
+	-source "https://$module" -created "$created" "${image_binaries[@]}" || fail "$image is not in order"
+expected=$((expected + 1))
+
 licenses="$dist/THIRD_PARTY_LICENSES.md"
 grep -q " THIRD_PARTY_LICENSES.md\$" "$dist/SHA256SUMS" || fail "$licenses is not in SHA256SUMS"
 "$tool/releasetool" licenses -check -o "$licenses" "${sboms[@]}" || fail "$licenses is not in order"
@@ -63,11 +86,12 @@ expected=$((expected + 1))
 notes="$dist/RELEASE_NOTES.md"
 [ -f "$notes" ] || fail "missing $notes"
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-for want in "# vault-plugin-secrets-manus v$version" "$(go env GOVERSION)" "commit $commit"; do
+for want in "# vault-plugin-secrets-manus v$version" "$(go env GOVERSION)" "commit $commit" \
+	"## Container image" "oci-archive:$image_name:$version"; do
 	grep -qF -- "$want" "$notes" || fail "$notes does not name $want"
 done
 while read -r line; do
 	grep -qxF -- "$line" "$notes" || fail "$notes lacks the checksum line $line"
 done < "$dist/SHA256SUMS"
 
-echo "check-release: $binaries binaries with their SBOMs, the license list, SHA256SUMS and release notes for v$version are in order"
+echo "check-release: $binaries binaries with their SBOMs, the image archive, the license list, SHA256SUMS and release notes for v$version are in order"

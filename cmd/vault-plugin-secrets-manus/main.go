@@ -8,6 +8,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/plugin"
+	// Public roots for a host without any: the release image holds only
+	// this binary, so a containerized plugin has no system CA bundle to
+	// verify https://api.manus.im with. Used only where the system has no
+	// roots of its own (crypto/x509.SetFallbackRoots); ca_cert still adds
+	// to them.
+	_ "golang.org/x/crypto/x509roots/fallback"
 
 	manus "github.com/manus-community/vault-plugin-secrets-manus"
 )
@@ -17,6 +23,16 @@ func main() {
 	// a binary is; Vault itself never passes this flag.
 	if len(os.Args) == 2 && os.Args[1] == "--version" {
 		fmt.Println(manus.Version)
+		return
+	}
+	// `vault-plugin-secrets-manus --copy-to DIR` installs this binary into
+	// a plugin directory, for an init container running the release image
+	// (which holds nothing else); Vault never passes this flag either.
+	if len(os.Args) == 3 && os.Args[1] == "--copy-to" {
+		if err := copySelf(os.Args[2], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "vault-plugin-secrets-manus:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	startProfilerIfAsked()

@@ -1,11 +1,13 @@
 // Command releasetool writes and checks the parts of a release beside the
 // binaries: the list of third-party licenses (read from the CycloneDX SBOMs
-// that cyclonedx-gomod writes for each binary), the release notes, and the
-// SBOM checks of scripts/check-release.sh. `make release` and the release
-// check run it with `go run`; it is never shipped.
+// that cyclonedx-gomod writes for each binary), the container image archive
+// (internal/ociimage), the release notes, and the SBOM checks of
+// scripts/check-release.sh. `make release` and the release check run it;
+// it is never shipped.
 //
 //	releasetool licenses [-check] -o FILE SBOM...
-//	releasetool notes -version V -changelog FILE -sums FILE -commit C -goversion G -o FILE
+//	releasetool image [-check] -o ARCHIVE -name N -version V -revision R -source URL -created EPOCH linux/ARCH=BINARY...
+//	releasetool notes -version V -changelog FILE -sums FILE -commit C -goversion G [-image ARCHIVE] -o FILE
 //	releasetool sbom -module M -version V -binary BIN -os OS -arch ARCH [-require PATH@VERSION]... SBOM
 package main
 
@@ -16,11 +18,12 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: releasetool licenses|notes|sbom [flags] [files]")
+		fmt.Fprintln(os.Stderr, "usage: releasetool licenses|image|notes|sbom [flags] [files]")
 		os.Exit(2)
 	}
 	commands := map[string]func([]string) error{
 		"licenses": runLicenses,
+		"image":    runImage,
 		"notes":    runNotes,
 		"sbom":     runSBOM,
 	}
