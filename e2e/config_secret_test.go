@@ -3,19 +3,11 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/http/httptest"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
 )
@@ -38,7 +30,11 @@ func TestDestinationChangeNeedsTheSecretThroughCLI(t *testing.T) {
 	before := v.readSecret("manus/config").Data
 
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	writeFile(t, caFile, selfSignedCertificatePEM(t))
+	ca, err := standin.NewTestCA("a CA the operator runs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, caFile, ca.PEM)
 	for _, change := range [][]string{
 		{"base_url=" + captureServer.URL},
 		{"base_url=" + captureServer.URL, "verify_credentials=false"},
@@ -65,26 +61,4 @@ func TestDestinationChangeNeedsTheSecretThroughCLI(t *testing.T) {
 	if _, err := v.vaultAs(operator, "write", "manus/config", "request_timeout=20", "refresh_threshold=15m"); err != nil {
 		t.Fatalf("a write of timeouts alone was refused: %v", err)
 	}
-}
-
-// selfSignedCertificatePEM is a CA certificate nobody uses.
-func selfSignedCertificatePEM(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	template := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "a CA the operator runs"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }

@@ -13,20 +13,12 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -310,34 +302,11 @@ func dockerBridgeIP(t *testing.T) net.IP {
 // a CA made for this test, and returns it with the CA's PEM.
 func startTLSManus(t *testing.T, ip net.IP) (*fakeManus, []byte) {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := standin.NewTestCA("manus e2e test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	caTemplate := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "manus e2e test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip.String()},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IPAddresses: []net.IP{ip}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, ca, &leafKey.PublicKey, caKey)
+	tlsConfig, err := ca.ServerConfig(ip)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +317,7 @@ func startTLSManus(t *testing.T, ip net.IP) (*fakeManus, []byte) {
 	if server.Listener, err = net.Listen("tcp", net.JoinHostPort(ip.String(), "0")); err != nil {
 		t.Fatal(err)
 	}
-	server.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}}, MinVersion: tls.VersionTLS12}
+	server.TLS = tlsConfig
 	server.StartTLS()
 	t.Cleanup(func() {
 		server.Close()
@@ -356,7 +325,7 @@ func startTLSManus(t *testing.T, ip net.IP) (*fakeManus, []byte) {
 			t.Errorf("the plugin broke the Manus token endpoint contract: %q", v)
 		}
 	})
-	return &fakeManus{Server: s, url: server.URL}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	return &fakeManus{Server: s, url: server.URL}, []byte(ca.PEM)
 }
 
 // removeContainersOf removes, by ID, any container of the image left
