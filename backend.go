@@ -55,6 +55,9 @@ type backend struct {
 	swaps atomic.Uint64
 	// loading makes concurrent cold reads build one cache.
 	loading singleflight.Group
+	// stopped is set by Clean: no cache is built for a backend Vault has
+	// let go of.
+	stopped atomic.Bool
 
 	// tokens is the mount's token cache, built from the stored config on
 	// first use; nil means "load it again".
@@ -142,6 +145,7 @@ func (b *backend) invalidate(ctx context.Context, key string) {
 
 // clean runs when the mount is unmounted or the plugin reloaded.
 func (b *backend) clean(_ context.Context) {
+	b.stopped.Store(true)
 	b.replaceTokenCache(nil, errPluginStopped)
 	b.metrics.drop()
 }
@@ -214,6 +218,10 @@ func (b *backend) buildAndInstall(ctx context.Context, s logical.Storage, mount 
 	b.store.restore(ctx, s, c)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.stopped.Load() {
+		c.close(errPluginStopped)
+		return nil, errPluginStopped
+	}
 	if b.swaps.Load() != swaps || b.tokens.Load() != nil {
 		c.close(errMountReconfigured)
 		return nil, nil

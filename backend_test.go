@@ -274,3 +274,19 @@ func TestReadThatCannotLoadTheCacheCountsAsFailed(t *testing.T) {
 		t.Fatalf("failed reads = %d, want 1", got)
 	}
 }
+
+// TestNoCacheIsBuiltAfterClean: a read that reaches a backend Vault has
+// cleaned (a reload or an unmount racing it) builds and keeps nothing, and
+// says why.
+func TestNoCacheIsBuiltAfterClean(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.b.Clean(context.Background())
+	status, msg := e.readTokenError()
+	if status != http.StatusServiceUnavailable || !strings.Contains(msg, "reloaded") {
+		t.Fatalf("got %d %q; want a 503 saying the plugin was reloaded or the mount disabled", status, msg)
+	}
+	if e.b.tokens.Load() != nil || e.manus.Requests() != 0 {
+		t.Fatal("a cleaned backend built a cache, or minted")
+	}
+}

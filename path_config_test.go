@@ -353,7 +353,8 @@ func testCertificatePEM(t testing.TB) string {
 func TestSlowVerificationDoesNotBlockReads(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(map[string]any{"verify_credentials": false})
-	e.b.Clean(context.Background()) // nothing loaded: the read must load the cache
+	e.b.Clean(context.Background()) // as after a plugin reload: nothing loaded
+	e.b = e.newBackend()            // the read must load the cache
 	e.manus.FailNext(stall(2 * time.Second))
 
 	done := make(chan struct{})
