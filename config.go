@@ -216,11 +216,16 @@ func canonicalCACert(data string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return encodeCertificates(certs), nil
+}
+
+// encodeCertificates is certs as PEM CERTIFICATE blocks, nothing else.
+func encodeCertificates(certs []*x509.Certificate) string {
 	var out strings.Builder
 	for _, cert := range certs {
 		out.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
 	}
-	return out.String(), nil
+	return out.String()
 }
 
 // loadCACert reads a stored ca_cert. Configs stored by versions before
@@ -236,11 +241,7 @@ func shownCACert(stored string) string {
 	if stored == "" || err != nil {
 		return ""
 	}
-	var out strings.Builder
-	for _, cert := range certs {
-		out.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
-	}
-	return out.String()
+	return encodeCertificates(certs)
 }
 
 var pemBegin = []byte("-----BEGIN ")

@@ -165,7 +165,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 	}
 	logger := b.mountLogger(req.MountPoint)
 	switch {
-	case base != nil && *cfg == *base:
+	case sameConfig(cfg, base):
 		logger.Info("config written with the values it already had; nothing stored, cached token kept")
 		return responseWithWarnings(cfg.warnings()), nil
 	case base != nil && cfg.sameUpstreamAs(base):
