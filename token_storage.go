@@ -14,8 +14,8 @@ import (
 // leader change and every other node of a cluster reuse it instead of
 // minting: Manus counts every mint. A token cache hands its mints to the
 // tokenStore (persist); the backend restores the stored token into a cache
-// it builds (restore) or when another node wrote it (reload), and forgets it
-// when the credentials change. Every write and delete holds the store's
+// it builds and, on Invalidate, when another node wrote it (restore, both),
+// and forgets it when the credentials change. Every write and delete holds the store's
 // lock, so a token is only ever stored under the config it was minted with.
 
 // tokenStorageKey holds the mount's current token, seal-wrapped like config.
@@ -79,13 +79,17 @@ type tokenStore struct {
 // Best-effort: a read-only node or a storage fault only costs a mint later,
 // never the read that minted it.
 func (s *tokenStore) persist(logger hclog.Logger, tok *accessToken, generation string) {
-	s.write(logger, storedToken{AccessToken: tok.AccessToken, MintedAt: tok.MintedAt, ExpiresAt: tok.ExpiresAt, ConfigGeneration: generation})
+	s.write(logger, storedTokenOf(tok, generation, false))
 }
 
 // markRejected stores tok as rejected by Manus, so other nodes drop it on
 // Invalidate and no restart restores it.
 func (s *tokenStore) markRejected(logger hclog.Logger, tok *accessToken, generation string) {
-	s.write(logger, storedToken{AccessToken: tok.AccessToken, MintedAt: tok.MintedAt, ExpiresAt: tok.ExpiresAt, ConfigGeneration: generation, Rejected: true})
+	s.write(logger, storedTokenOf(tok, generation, true))
+}
+
+func storedTokenOf(tok *accessToken, generation string, rejected bool) storedToken {
+	return storedToken{AccessToken: tok.AccessToken, MintedAt: tok.MintedAt, ExpiresAt: tok.ExpiresAt, ConfigGeneration: generation, Rejected: rejected}
 }
 
 func (s *tokenStore) write(logger hclog.Logger, st storedToken) {
