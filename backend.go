@@ -6,6 +6,7 @@ package manus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,9 @@ type backend struct {
 	stats *mountStats
 	// metrics is the mount's own Prometheus registry (metrics.go).
 	metrics *mountMetrics
+	// allowedBaseURLs is what the plugin's registration allows base_url to
+	// be (empty: anything); config writes cannot widen it.
+	allowedBaseURLs allowedBaseURLs
 
 	// mu serialises replacing and dropping the token cache, so a config
 	// write and an invalidation cannot interleave. It is never held while
@@ -89,6 +93,11 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 func wallClock() time.Time { return time.Now().Round(0) }
 
 func (b *backend) setup(ctx context.Context, conf *logical.BackendConfig) error {
+	allowed, err := allowedBaseURLsFromEnv()
+	if err != nil {
+		return err
+	}
+	b.allowedBaseURLs = allowed
 	sys := conf.System
 	if sys == nil {
 		sys = &logical.StaticSystemView{}
@@ -180,19 +189,27 @@ func (b *backend) readToken(ctx context.Context, req *logical.Request) (servedTo
 // config write, delete or invalidation came in meanwhile; otherwise the
 // build starts over from the new storage, a few times at most.
 func (b *backend) loadTokenCache(ctx context.Context, req *logical.Request) (*tokenCache, error) {
-	// The build is shared: one reader giving up must not fail the others.
-	ctx = context.WithoutCancel(ctx)
+	// The build is shared: one reader giving up must not fail the others,
+	// so it runs detached, and each caller waits only as long as its own
+	// request may.
+	build := context.WithoutCancel(ctx)
 	for range 5 {
 		if c := b.tokens.Load(); c != nil {
 			return c, nil
 		}
-		v, err, _ := b.loading.Do("cache", func() (any, error) {
-			return b.buildAndInstall(ctx, req.Storage, req.MountPoint)
+		done := b.loading.DoChan("cache", func() (any, error) {
+			return b.buildAndInstall(build, req.Storage, req.MountPoint)
 		})
-		if err != nil {
-			return nil, err
+		var built singleflight.Result
+		select {
+		case built = <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		if c := v.(*tokenCache); c != nil {
+		if built.Err != nil {
+			return nil, built.Err
+		}
+		if c := built.Val.(*tokenCache); c != nil {
 			return c, nil
 		}
 	}
@@ -233,6 +250,9 @@ func (b *backend) buildAndInstall(ctx context.Context, s logical.Storage, mount 
 // newTokenCache builds a cache for cfg, not yet the mount's. Its log lines
 // name the mount, as one plugin process serves every mount.
 func (b *backend) newTokenCache(cfg *manusConfig, mount string) (*tokenCache, error) {
+	if err := b.allowedBaseURLs.permit(cfg.BaseURL); err != nil {
+		return nil, fmt.Errorf("the stored config cannot be used, and nothing is sent: %w", err)
+	}
 	logger := b.mountLogger(mount)
 	client, err := newManusClient(cfg, b.clock, logger)
 	if err != nil {

@@ -2,6 +2,7 @@ package manus
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -289,4 +290,34 @@ func TestNoCacheIsBuiltAfterClean(t *testing.T) {
 	if e.b.tokens.Load() != nil || e.manus.Requests() != 0 {
 		t.Fatal("a cleaned backend built a cache, or minted")
 	}
+}
+
+// TestColdCacheBuildHonoursTheCallerDeadline: a read waiting on a cache
+// build (storage slow to answer) gives up when its own request does; the
+// build goes on for the readers that still wait.
+func TestColdCacheBuildHonoursTheCallerDeadline(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	gate := &gatedStorage{Storage: e.storage, entered: make(chan struct{}), release: make(chan struct{})}
+	e.storage = gate
+	e.b.Clean(context.Background())
+	e.b = e.newBackend()
+	ctx, cancel := context.WithCancel(context.Background())
+	answered := make(chan error, 1)
+	go func() {
+		_, err := e.b.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "token", Storage: e.storage, MountPoint: "manus/"})
+		answered <- err
+	}()
+	<-gate.entered
+	cancel()
+	select {
+	case err := <-answered:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the abandoned read answered %v; want its own context's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a read whose request ended kept waiting for the cache build")
+	}
+	close(gate.release)
+	e.mustReadToken()
 }

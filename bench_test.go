@@ -141,3 +141,24 @@ func BenchmarkCACertParse(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRedactUpstreamText is the worst case of what one failed token
+// request costs in redaction: the longest secret and withheld client_id a
+// config may hold, against the longest text the client reads from an
+// upstream (a body at the response cap), none of which matches, so every
+// window is looked up. It runs on every failed attempt.
+func BenchmarkRedactUpstreamText(b *testing.B) {
+	secret := strings.Repeat("0123456789abcdef", maxClientSecretLength/16)
+	clientID := strings.Repeat("fedcba9876543210", maxClientIDLength/16)
+	text := strings.Repeat("The quick brown fox jumps over the lazy dog; ", maxTokenResponseBytes/45+1)[:maxTokenResponseBytes]
+	b.Run(fmt.Sprintf("secret=%dB,text=%dKiB", len(secret), len(text)>>10), func(b *testing.B) {
+		b.SetBytes(int64(len(text)))
+		b.ReportAllocs()
+		for b.Loop() {
+			r := newRedactor(secret, clientID)
+			if r.redact(text) != text {
+				b.Fatal("harmless text was changed")
+			}
+		}
+	})
+}

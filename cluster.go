@@ -61,11 +61,28 @@ type clusterNode struct {
 	clock  func() time.Time
 	cached atomic.Pointer[replicationStateReading]
 	local  atomic.Pointer[bool]
-	// refused is the replication state under which storage refused a write
-	// with the read-only error: a node that shows itself read-only only
-	// that way is treated as one until its replication state changes.
-	refused atomic.Pointer[consts.ReplicationState]
+	// refused is the last refusal of a write with the read-only error: a
+	// node that shows itself read-only only that way is treated as one for
+	// a while (refusal.until).
+	refused atomic.Pointer[refusal]
 }
+
+// refusal is storage refusing writes as read-only under a replication state
+// that allows them. Such a node is treated as read-only until the state
+// changes or until ends, whichever is first. The window doubles with each
+// refusal in a row, from firstRefusalWindow to maxRefusalWindow: an active
+// node that met one stray refusal writes again a second later, while a node
+// that is read-only without saying so tries (and mints) rarely.
+type refusal struct {
+	state consts.ReplicationState
+	count int
+	until time.Time
+}
+
+const (
+	firstRefusalWindow = time.Second
+	maxRefusalWindow   = 30 * time.Minute
+)
 
 type replicationStateReading struct {
 	state consts.ReplicationState
@@ -143,18 +160,25 @@ func (n *clusterNode) role() string {
 }
 
 func (n *clusterNode) refusedUnder(state consts.ReplicationState) bool {
-	refused := n.refused.Load()
-	return refused != nil && *refused == state
+	r := n.refused.Load()
+	return r != nil && r.state == state && n.clock().Before(r.until)
 }
 
 // noteStorageError remembers a write that storage refused as read-only and
-// reports whether err was such a refusal.
+// reports whether err was such a refusal; a write that went through (err
+// nil) ends a run of refusals.
 func (n *clusterNode) noteStorageError(err error) bool {
+	if err == nil {
+		n.refused.Store(nil)
+	}
 	if !isReadOnly(err) {
 		return false
 	}
-	state := n.ReplicationState()
-	n.refused.Store(&state)
+	state, count := n.ReplicationState(), 1
+	if last := n.refused.Load(); last != nil && last.state == state {
+		count = last.count + 1
+	}
+	n.refused.Store(&refusal{state: state, count: count, until: n.clock().Add(cappedDoubling(firstRefusalWindow, maxRefusalWindow, count-1))})
 	return true
 }
 

@@ -3,6 +3,7 @@ package manus
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,5 +118,74 @@ func TestSetupLeavesTheCallersSystemViewAlone(t *testing.T) {
 	}
 	if _, ok := b.System().(*clusterNode); !ok {
 		t.Fatalf("backend system view is %T, want the cluster node view", b.System())
+	}
+}
+
+// refuseOnce refuses the next write with the read-only error, as a storage
+// hiccup on an active node might, then writes again.
+type refuseOnce struct {
+	logical.Storage
+	refused atomic.Bool
+}
+
+func (r *refuseOnce) Put(ctx context.Context, entry *logical.StorageEntry) error {
+	if r.refused.CompareAndSwap(false, true) {
+		return errReadOnlyOverGRPC
+	}
+	return r.Storage.Put(ctx, entry)
+}
+
+// TestOneReadOnlyRefusalDoesNotLatchTheActiveNode: an active node whose
+// storage refuses one write with the read-only text forwards for a second,
+// then writes and mints again, rather than forwarding every write and mint
+// until its replication state changes, which on an active node is never.
+func TestOneReadOnlyRefusalDoesNotLatchTheActiveNode(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.storage = &refuseOnce{Storage: e.storage}
+	resp, err := e.writeConfig(map[string]any{"request_timeout": 20})
+	if !forwarded(err) {
+		t.Fatalf("the refused write answered %v, %v; want the read-only error", resp, err)
+	}
+	e.clock.Advance(firstRefusalWindow)
+	resp, err = e.writeConfig(map[string]any{"request_timeout": 20})
+	requireOK(t, resp, err)
+	if e.readStatus(false)["node_can_mint"] != true {
+		t.Fatal("a write went through, but the node still says it cannot mint")
+	}
+	e.clock.Advance(time.Hour)
+	e.mustReadToken()
+}
+
+// TestRefusalWindowDoubles: refusals in a row under one replication state
+// hold writes off for a window doubling up to maxRefusalWindow; a write that
+// goes through, or a new replication state, ends it.
+func TestRefusalWindowDoubles(t *testing.T) {
+	clock := newTestClock()
+	sys := newCountingSystemView()
+	n := newClusterNode(sys, clock.Now)
+	for i := range 16 {
+		n.noteStorageError(errReadOnlyOverGRPC)
+		want := min(firstRefusalWindow<<i, maxRefusalWindow)
+		clock.Advance(want - time.Millisecond)
+		if n.mayWrite() {
+			t.Fatalf("refusal %d: the node may write before %s", i+1, want)
+		}
+		clock.Advance(time.Millisecond)
+		if !n.mayWrite() {
+			t.Fatalf("refusal %d: the node may not write after %s", i+1, want)
+		}
+	}
+	n.noteStorageError(nil)
+	n.noteStorageError(errReadOnlyOverGRPC)
+	clock.Advance(firstRefusalWindow)
+	if !n.mayWrite() {
+		t.Fatal("a write that went through did not end the run of refusals")
+	}
+	n.noteStorageError(errReadOnlyOverGRPC)
+	sys.setState(consts.ReplicationPerformancePrimary)
+	clock.Advance(replicationStateMaxAge)
+	if !n.mayWrite() {
+		t.Fatal("a new replication state did not end the refusal")
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"time"
 
@@ -28,6 +26,14 @@ const (
 	// clientIDPrefix starts every Manus client ID; a missing prefix is
 	// worth a warning (a pasted secret?) but not a refusal.
 	clientIDPrefix = "tm_"
+
+	// maxClientIDLength, maxClientSecretLength and maxBaseURLLength bound
+	// what a config writer can make the plugin hold, send and search
+	// upstream answers for, in the process every mount shares. Manus's own
+	// are tm_ plus 22 characters, and 64 hex digits.
+	maxClientIDLength     = 64
+	maxClientSecretLength = 256
+	maxBaseURLLength      = 256
 
 	// maxCACertBytes and maxCACertificates bound ca_cert. It holds the CA
 	// of a TLS-intercepting proxy, or a few; the system roots are kept, so
@@ -117,11 +123,17 @@ func (c *manusConfig) validate() error {
 	case c.ClientSecret == "":
 		return &fieldError{"client_secret", "must be set to the secret shown when the Manus credential was created"}
 	}
-	for _, field := range []struct{ name, value string }{
-		{"client_id", c.ClientID},
-		{"client_secret", c.ClientSecret},
-		{"base_url", c.BaseURL},
+	for _, field := range []struct {
+		name, value string
+		limit       int
+	}{
+		{"client_id", c.ClientID, maxClientIDLength},
+		{"client_secret", c.ClientSecret, maxClientSecretLength},
+		{"base_url", c.BaseURL, maxBaseURLLength},
 	} {
+		if len(field.value) > field.limit {
+			return &fieldError{field.name, fmt.Sprintf("is %d bytes long; at most %d are accepted", len(field.value), field.limit)}
+		}
 		if err := checkVisibleASCII(field.name, field.value); err != nil {
 			return err
 		}
@@ -159,46 +171,23 @@ func (c *manusConfig) warnings() []string {
 // loggableClientID is the client ID for log lines, withheld when it does not
 // look like one: a client_secret written into client_id must not be logged.
 func (c *manusConfig) loggableClientID() string {
-	if strings.HasPrefix(c.ClientID, clientIDPrefix) && len(c.ClientID) <= 64 {
+	if c.clientIDLooksLikeOne() {
 		return c.ClientID
 	}
-	return "(withheld: lacks the tm_ prefix)"
+	return fmt.Sprintf("(withheld: not a %s client ID of at most %d characters)", clientIDPrefix, maxClientIDLength)
+}
+
+// clientIDLooksLikeOne reports whether the client ID can be shown. One that
+// does not may be a pasted secret and is treated as one: withheld from
+// reads and logs, and removed from upstream text.
+func (c *manusConfig) clientIDLooksLikeOne() bool {
+	return strings.HasPrefix(c.ClientID, clientIDPrefix) && len(c.ClientID) <= maxClientIDLength
 }
 
 // shownClientID is the client ID as config and status reads show it:
 // withheld where logs withhold it, since a value that does not look like a
 // client ID may be a pasted secret.
 func (c *manusConfig) shownClientID() string { return c.loggableClientID() }
-
-func validateBaseURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return &fieldError{"base_url", "must be an absolute URL such as " + defaultBaseURL}
-	}
-	switch {
-	case u.User != nil:
-		return &fieldError{"base_url", "must not contain user info; credentials go in client_id and client_secret"}
-	case u.RawQuery != "" || u.ForceQuery:
-		return &fieldError{"base_url", "must not have a query string"}
-	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return &fieldError{"base_url", "must not have a fragment"}
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
-		return nil
-	case u.Scheme == "http":
-		return &fieldError{"base_url", "must use https; plain http is allowed only for loopback hosts (localhost, 127.0.0.0/8, ::1)"}
-	}
-	return &fieldError{"base_url", fmt.Sprintf("has unsupported scheme %q; use https", u.Scheme)}
-}
-
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
 
 // canonicalCACert checks a ca_cert as written and returns its canonical
 // form: the certificates re-encoded, nothing else. It takes at most

@@ -67,20 +67,45 @@ func docsConstants() map[string]docsConstant {
 		"maxCACertificates":            c(docsValue{maxCACertificates, "certificates"}, "docs/configuration.md", "ca_cert|certificate"),
 		"firstRejectionRemintWait":     c(s(firstRejectionRemintWait), failure, "reject"),
 		"maxRejectionRemintWait":       c(s(maxRejectionRemintWait), failure, "reject"),
+		"minRefreshInterval":           c(s(minRefreshInterval), failure, "refresh"),
+		"firstRefusalWindow":           c(s(firstRefusalWindow), "docs/cluster.md", "refus"),
+		"maxRefusalWindow":             c(s(maxRefusalWindow), "docs/cluster.md", "refus"),
+		"maxResponseHeaderBytes":       c(docsValue{maxResponseHeaderBytes, "B"}, failure, "header|status line"),
+		"maxClientIDLength":            c(docsValue{maxClientIDLength, "characters"}, "docs/configuration.md", "client_id|client ID"),
+		"maxClientSecretLength":        c(docsValue{maxClientSecretLength, "characters"}, "docs/configuration.md", "client_secret|secret"),
+		"maxBaseURLLength":             c(docsValue{maxBaseURLLength, "characters"}, "docs/configuration.md", "base_url"),
 	}
 }
 
 // docsHelpStates are the numbers each path's help states.
 var docsHelpStates = map[string][]string{
-	"help:token":  {"defaultRefreshThreshold", "safetyMarginFraction", "maxSafetyMargin"},
-	"help:config": {"maxRequestTimeout", "maxRefreshThreshold", "maxCACertBytes", "maxCACertificates"},
+	"help:token":         {"defaultRefreshThreshold", "safetyMarginFraction", "maxSafetyMargin"},
+	"help:config":        {"maxRequestTimeout", "maxRefreshThreshold", "maxCACertBytes", "maxCACertificates", "maxClientIDLength", "maxClientSecretLength", "maxBaseURLLength"},
+	"help:token/refresh": {"minRefreshInterval"},
 }
 
 // docsStated is a number: its marker's name (1) and multiple (2), a
 // fraction's "1/" (3), the number (4) and its unit (5).
-var docsStated = regexp.MustCompile("(?:<!-- ([\\w.]+)(?:\\*(\\d+))? -->)?`?(1/)?\\b(\\d+(?:\\.\\d+)?)(?:[ -]?(seconds?|s|minutes?|min|m|hours?|h|KiB|attempts|certificates))?\\b")
+var docsStated = regexp.MustCompile("(?:<!-- ([\\w.]+)(?:\\*(\\d+))? -->)?`?(1/)?\\b(\\d+(?:\\.\\d+)?)(?:[ -]?(seconds?|s|minutes?|min|m|hours?|h|KiB|attempts|certificates|characters))?\\b")
 
-var docsScale = map[byte]docsValue{'s': {1, "s"}, 'm': {60, "s"}, 'h': {3600, "s"}, 'K': {1024, "B"}, 'a': {1, "attempts"}, 'c': {1, "certificates"}}
+// docsScale is what one of a unit is, by the unit's first letters.
+func docsScale(unit string) docsValue {
+	switch {
+	case strings.HasPrefix(unit, "ch"):
+		return docsValue{1, "characters"}
+	case strings.HasPrefix(unit, "c"):
+		return docsValue{1, "certificates"}
+	case strings.HasPrefix(unit, "a"):
+		return docsValue{1, "attempts"}
+	case strings.HasPrefix(unit, "K"):
+		return docsValue{1024, "B"}
+	case strings.HasPrefix(unit, "h"):
+		return docsValue{3600, "s"}
+	case strings.HasPrefix(unit, "m"):
+		return docsValue{60, "s"}
+	}
+	return docsValue{1, "s"}
+}
 
 // TestDocsNumbersMatchTheCode: every marked number has the code's value;
 // every constant is marked on its home page and stated in the help texts
@@ -99,7 +124,7 @@ func TestDocsNumbersMatchTheCode(t *testing.T) {
 				if m[3] != "" {
 					v = docsValue{n, "1/"}
 				} else if m[5] != "" {
-					scale = docsScale[m[5][0]]
+					scale = docsScale(m[5])
 					v = docsValue{n * scale.n, scale.unit}
 				}
 				stated[v] = true

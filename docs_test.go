@@ -32,18 +32,25 @@ func TestAPIDocMatchesSchema(t *testing.T) {
 		}
 		subsections := splitOn(section, "\n### ")
 		compareTable(t, p.Pattern+" request", subsections["Request fields"], p.Fields)
-		op, ok := p.Operations[logical.ReadOperation]
-		if !ok {
-			op = p.Operations[logical.UpdateOperation]
+		for label, operation := range map[string]logical.Operation{"read": logical.ReadOperation, "write": logical.UpdateOperation} {
+			op, ok := p.Operations[operation]
+			if !ok || len(op.Properties().Responses[http.StatusOK]) == 0 {
+				continue
+			}
+			answer := op.Properties().Responses[http.StatusOK]
+			compareTable(t, p.Pattern+" "+label+" response", responseTable(subsections, label), answer[0].Fields)
 		}
-		answer := op.Properties().Responses[http.StatusOK]
-		compareTable(t, p.Pattern+" response", responseTable(subsections), answer[0].Fields)
 	}
 }
 
-func responseTable(subsections map[string]string) string {
+// responseTable is the "Response fields (read)" or "(write)" table, or the
+// section's one "Response fields" table.
+func responseTable(subsections map[string]string, label string) string {
+	if body, ok := subsections["Response fields ("+label+")"]; ok {
+		return body
+	}
 	for title, body := range subsections {
-		if strings.HasPrefix(title, "Response fields") {
+		if strings.HasPrefix(title, "Response fields") && !strings.Contains(title, "(") {
 			return body
 		}
 	}

@@ -47,14 +47,13 @@ func FuzzTokenResponse(f *testing.F) {
 	now := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, status int, contentType string, body []byte) {
 		status = 100 + (status%500+500)%500
-		client := &manusClient{
-			tokenURL:       "https://api.manus.im" + tokenEndpointPath,
-			attemptTimeout: 5 * time.Second,
-			transport:      replayTransport{status: status, contentType: contentType, body: body},
-			clock:          func() time.Time { return now },
-			logger:         hclog.NewNullLogger(),
+		cfg := newDefaultConfig()
+		cfg.ClientID, cfg.ClientSecret, cfg.RequestTimeout = "tm_fuzz", secret, 5*time.Second
+		client, err := newManusClient(cfg, func() time.Time { return now }, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
 		}
-		client.oauth = clientCredentialsConfig("tm_fuzz", secret, client.tokenURL)
+		client.transport = replayTransport{status: status, contentType: contentType, body: body}
 
 		tok, err := client.mintToken(context.Background())
 		if err != nil {
@@ -136,7 +135,7 @@ func FuzzConfigWrite(f *testing.F) {
 			t.Fatalf("stored a config that fails validation: %v", err)
 		}
 		u, _ := url.Parse(stored.BaseURL)
-		if secure := u.Scheme == "https" || (u.Scheme == "http" && isLoopbackHost(u.Hostname())); !secure {
+		if secure := u.Scheme == "https" || (u.Scheme == "http" && isLoopbackIP(u.Hostname())); !secure {
 			t.Fatalf("stored base_url %q", stored.BaseURL)
 		}
 	})

@@ -28,10 +28,14 @@ const (
 	// endpoint family the token exists for.
 	usersEndpointPath = "/api/user/manage/v1/users"
 
-	// maxTokenResponseBytes caps what the plugin reads of a token response.
-	// A real answer is a few hundred bytes; the cap keeps a misbehaving
-	// upstream or proxy from making the plugin buffer megabytes.
-	maxTokenResponseBytes = 64 << 10
+	// maxTokenResponseBytes caps what the plugin reads of a token response
+	// (and of the users API's answer to the probe), and
+	// maxResponseHeaderBytes the status line and headers of either. Real
+	// answers are a few hundred bytes; the caps keep a misbehaving upstream
+	// or proxy from making the plugin buffer, and search for the secret,
+	// megabytes.
+	maxTokenResponseBytes  = 64 << 10
+	maxResponseHeaderBytes = 16 << 10
 )
 
 // manusClient mints access tokens from the Manus token endpoint with the
@@ -39,6 +43,7 @@ const (
 // transport whose idle connections are reused between mints.
 type manusClient struct {
 	oauth          clientcredentials.Config
+	redactor       *redactor // takes the secret out of upstream text
 	baseURL        string
 	tokenURL       string
 	attemptTimeout time.Duration
@@ -55,17 +60,26 @@ func newManusClient(cfg *manusConfig, clock func() time.Time, logger hclog.Logge
 	if err != nil {
 		return nil, err
 	}
-	baseURL := strings.TrimRight(cfg.BaseURL, "/")
-	tokenURL := baseURL + tokenEndpointPath
+	tokenURL := tokenURLOf(cfg.BaseURL)
 	return &manusClient{
 		oauth:          clientCredentialsConfig(cfg.ClientID, cfg.ClientSecret, tokenURL),
-		baseURL:        baseURL,
+		redactor:       newRedactor(cfg.ClientSecret, withheldClientID(cfg)),
+		baseURL:        strings.TrimRight(cfg.BaseURL, "/"),
 		tokenURL:       tokenURL,
 		attemptTimeout: cfg.RequestTimeout,
 		transport:      transport,
 		clock:          clock,
 		logger:         logger,
 	}, nil
+}
+
+// withheldClientID is the client ID if reads and logs withhold it (it may be
+// a pasted secret), for upstream text to be rid of it too; else "".
+func withheldClientID(cfg *manusConfig) string {
+	if cfg.clientIDLooksLikeOne() {
+		return ""
+	}
+	return cfg.ClientID
 }
 
 // clientCredentialsConfig is the OAuth2 client-credentials exchange (RFC 6749
@@ -100,13 +114,14 @@ func newTransport(caPEM string) (*http.Transport, error) {
 		Proxy: func(req *http.Request) (*url.URL, error) {
 			return proxyForURL(req.URL)
 		},
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       tlsConfig,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          2,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
+		DialContext:            (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:        tlsConfig,
+		TLSHandshakeTimeout:    10 * time.Second,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           2,
+		IdleConnTimeout:        90 * time.Second,
+		ExpectContinueTimeout:  time.Second,
 	}, nil
 }
 
@@ -184,7 +199,7 @@ func (c *manusClient) checkTokenType(tokenType string, exchange *recordedExchang
 		c.logger.Debug("the token response has no token_type; taking it as Bearer")
 		return nil
 	}
-	return c.badResponse(exchange, fmt.Sprintf("token_type is %q, expected Bearer", c.quote(tokenType, "", 32)))
+	return c.badResponse(exchange, fmt.Sprintf("token_type is %q, expected Bearer", c.quote(tokenType, nil, 32)))
 }
 
 // describeFailure turns a failed exchange into an operator-facing error.
@@ -193,7 +208,7 @@ func (c *manusClient) describeFailure(ctx context.Context, err error, exchange *
 	case exchange.status == 0 && isTimeout(ctx, err):
 		return &upstreamError{kind: failTimeout, tokenURL: c.tokenURL, timeout: c.attemptTimeout}
 	case exchange.status == 0:
-		return &upstreamError{kind: failConnection, tokenURL: c.tokenURL, detail: c.quote(connectionReason(err), "", maxReasonLength)}
+		return &upstreamError{kind: failConnection, tokenURL: c.tokenURL, detail: c.quote(connectionReason(err), nil, maxReasonLength)}
 	case exchange.oversized:
 		return c.badResponse(exchange, fmt.Sprintf("the body is larger than %d KiB", maxTokenResponseBytes>>10))
 	}
@@ -234,25 +249,29 @@ func (c *manusClient) badResponse(exchange *recordedExchange, why string) error 
 	return &upstreamError{kind: failBadResponse, tokenURL: c.tokenURL, status: exchange.status, detail: c.redact(why)}
 }
 
-// redact removes the client secret, in every encoding a form echo could use,
-// from text that came from upstream.
+// redact removes the client secret (and a withheld client ID), in every
+// encoding a form echo could use, from text that came from upstream.
 func (c *manusClient) redact(text string) string {
-	return redactSecret(text, c.oauth.ClientSecret)
+	return c.redactor.redact(text)
 }
 
 // quote is upstream text made fit for a message: the client secret and
-// token (if any) removed first, then shortened to at most limit bytes.
-// Shortening first could cut a secret so that what is left of it no longer
-// looks like it.
-func (c *manusClient) quote(text, token string, limit int) string {
-	return shorten(redactSecret(c.redact(text), token), limit)
+// token (if any: the probe's redactor) removed first, then shortened to at
+// most limit bytes. Shortening first could cut a secret so that what is left
+// of it no longer looks like it.
+func (c *manusClient) quote(text string, token *redactor, limit int) string {
+	text = c.redact(text)
+	if token != nil {
+		text = token.redact(text)
+	}
+	return shorten(text, limit)
 }
 
 // safeCode drops an error code that carries part of the client secret: an
 // upstream that echoes the form into its "error" field would otherwise put
 // the secret, upper-cased, into every message and log line.
 func (c *manusClient) safeCode(code string) string {
-	if code != "" && containsSecretFragment(code, c.oauth.ClientSecret) {
+	if code != "" && c.redactor.holdsFragment(code) {
 		return ""
 	}
 	return code
@@ -315,6 +334,7 @@ func (c *manusClient) probeUsers(ctx context.Context, token string) probeResult 
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
 	client := &http.Client{Transport: c.transport, CheckRedirect: refuseRedirects}
+	tokenRedactor := newRedactor(token)
 	started := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
@@ -324,7 +344,7 @@ func (c *manusClient) probeUsers(ctx context.Context, token string) probeResult 
 		} else {
 			// A broken answer can quote what was sent: the token as well
 			// as the secret come out of the reason.
-			result.err = fmt.Errorf("could not reach %s: %s", usersURL, c.quote(connectionReason(err), token, maxReasonLength))
+			result.err = fmt.Errorf("could not reach %s: %s", usersURL, c.quote(connectionReason(err), tokenRedactor, maxReasonLength))
 		}
 		return result
 	}
@@ -333,7 +353,7 @@ func (c *manusClient) probeUsers(ctx context.Context, token string) probeResult 
 	result := probeResult{httpStatus: resp.StatusCode, roundTrip: time.Since(started)}
 	if resp.StatusCode >= 300 {
 		code := c.safeCode(parseErrorBody(body).code)
-		if !containsSecretFragment(code, token) {
+		if !tokenRedactor.holdsFragment(code) {
 			result.code = code
 		}
 	}

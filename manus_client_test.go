@@ -179,7 +179,7 @@ func TestProxyAndCACert(t *testing.T) {
 	}
 
 	// Without ca_cert the proxy's tunnel leads to an untrusted certificate.
-	resp, err = e.writeConfig(map[string]any{"ca_cert": "", "client_secret": testClientSecret})
+	resp, err = e.writeConfig(map[string]any{"ca_cert": "", "client_secret": testClientSecret, "base_url": "https://example.com"})
 	if _, msg := failureOf(t, resp, err); !strings.Contains(msg, "certificate") {
 		t.Fatalf("without ca_cert: %q, want a certificate error", msg)
 	}
@@ -414,4 +414,52 @@ func TestReplacedClientsCloseTheirConnections(t *testing.T) {
 	waitFor(t, func() bool { return openConns() <= 1 })
 	e.b.InvalidateKey(context.Background(), configStorageKey) // another node changed the config
 	waitFor(t, func() bool { return openConns() == 0 })
+}
+
+// TestOversizedAnswerHeaderIsCut: a status line (or headers) far beyond
+// anything Manus sends is cut at maxResponseHeaderBytes, so a broken or
+// hostile upstream cannot make the plugin read, and search for the secret,
+// megabytes per attempt; the error says so and quotes none of it.
+func TestOversizedAnswerHeaderIsCut(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false, "base_url": formEchoServer(t, 4<<20)})
+	_, msg := e.readTokenError()
+	if !strings.Contains(msg, "could not reach") || !strings.Contains(msg, fmt.Sprint(maxResponseHeaderBytes)) || strings.Contains(msg, "xxxxxxxx") {
+		t.Fatalf("got %q; want the header cap named, and nothing of the answer quoted", msg)
+	}
+}
+
+// TestWithheldClientIDNeverLeavesUpstreamText: a client_id that reads and
+// logs withhold (it may be a pasted secret) is removed from upstream text
+// like the secret: an upstream that echoes the form, or the ID, gets it into
+// no reader's error, no last_error and no log line.
+func TestWithheldClientIDNeverLeavesUpstreamText(t *testing.T) {
+	const withheld = "9f8e7d6c5b4a39281706f5e4d3c2b1a0f9e8d7c6"
+	for name, fault := range map[string]*standin.Fault{
+		"form echoed in the message": {Status: 400, Body: `{"code":"INVALID_REQUEST","message":"cannot parse ` + standin.EchoedForm + `"}`},
+		"form echoed as the code":    {Status: 401, Body: `{"error":"` + standin.EchoedForm + `"}`},
+		"form echoed in HTML":        {Status: 502, Body: "<html>" + standin.EchoedForm + "</html>", ContentType: "text/html"},
+		"form in a broken status":    nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.manus.AddClient(withheld, testClientSecret)
+			baseURL := e.baseURL
+			if fault == nil {
+				baseURL = formEchoServer(t, 0)
+			}
+			resp, err := e.writeConfig(map[string]any{"client_id": withheld, "client_secret": testClientSecret, "base_url": baseURL, "verify_credentials": false})
+			requireOK(t, resp, err)
+			if fault != nil {
+				e.manus.SetOutage(*fault)
+			}
+			_, msg := e.readTokenError()
+			lastError, _ := e.readStatus(false)["last_error"].(string)
+			for where, text := range map[string]string{"the error": msg, "last_error": lastError, "the log": e.logs.String()} {
+				if leaked := runOfSecret(text, withheld, 8); leaked != "" {
+					t.Fatalf("%q of the withheld client_id reached %s: %q", leaked, where, text)
+				}
+			}
+		})
+	}
 }

@@ -31,10 +31,7 @@ var defaultRetryPolicy = retryPolicy{
 // delay is the jittered exponential back-off before attempt n+1 (n >= 1):
 // a random point in the upper half of base*2^(n-1), capped at maxDelay.
 func (p retryPolicy) delay(n int) time.Duration {
-	d := p.baseDelay << (n - 1)
-	if d > p.maxDelay || d <= 0 {
-		d = p.maxDelay
-	}
+	d := cappedDoubling(p.baseDelay, p.maxDelay, n-1)
 	return d/2 + rand.N(d/2+1) //nolint:gosec // G404: jitter needs spread, not unpredictability
 }
 
@@ -134,4 +131,14 @@ func failureFields(err error) []any {
 		fields = append(fields, "manus_code", upErr.code)
 	}
 	return fields
+}
+
+// cappedDoubling is first doubled n times (n <= 0: first), at most limit.
+// The loop stops at the limit, so no n can overflow it.
+func cappedDoubling(first, limit time.Duration, n int) time.Duration {
+	d := first
+	for ; n > 0 && d < limit; n-- {
+		d *= 2
+	}
+	return min(d, limit)
 }

@@ -34,7 +34,7 @@ func (b *backend) pathConfig() *framework.Path {
 				Callback:     b.pathConfigWrite,
 				Summary:      "Store the Manus credential; by default it is verified by minting a token first.",
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
-				Responses:    map[int][]framework.Response{http.StatusNoContent: {{Description: "Stored."}}},
+				Responses:    configWriteResponses(),
 				// Writes always store (and may mint): only the node that
 				// may write does them (cluster.go).
 				ForwardPerformanceStandby:   true,
@@ -44,7 +44,7 @@ func (b *backend) pathConfig() *framework.Path {
 				Callback:                    b.pathConfigWrite,
 				Summary:                     "Change some of the settings; fields left out keep their stored values.",
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
-				Responses:                   map[int][]framework.Response{http.StatusNoContent: {{Description: "Stored."}}},
+				Responses:                   configWriteResponses(),
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
@@ -66,17 +66,17 @@ func configFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
 		"client_id": {
 			Type:         framework.TypeString,
-			Description:  "Client ID of the Manus Team User Management credential (starts with tm_). Required when the config is first written.",
+			Description:  fmt.Sprintf("Client ID of the Manus Team User Management credential (starts with %s; at most %d characters). Required when the config is first written.", clientIDPrefix, maxClientIDLength),
 			DisplayAttrs: &framework.DisplayAttributes{Name: "Client ID"},
 		},
 		"client_secret": {
 			Type:         framework.TypeString,
-			Description:  "Client secret of the credential, shown once by Manus when it was created. Required when the config is first written; write-only, never returned.",
+			Description:  fmt.Sprintf("Client secret of the credential, shown once by Manus when it was created (at most %d characters). Required when the config is first written; write-only, never returned. A write that carries it must also carry base_url and ca_cert unless they are the defaults: the secret is sent only where the same write says.", maxClientSecretLength),
 			DisplayAttrs: &framework.DisplayAttributes{Name: "Client secret", Sensitive: true},
 		},
 		"base_url": {
 			Type:         framework.TypeString,
-			Description:  "Base URL of the Manus API; the token endpoint is base_url + " + tokenEndpointPath + ". Must be https; plain http is accepted only for loopback hosts. A write that changes it must carry client_secret too.",
+			Description:  fmt.Sprintf("Base URL of the Manus API (at most %d characters); the token endpoint is base_url + %s. Must be https; plain http is accepted only for a loopback IP address. A write that changes it must carry client_secret too. The plugin's registration may restrict it (%s).", maxBaseURLLength, tokenEndpointPath, allowedBaseURLsEnv),
 			Default:      defaultBaseURL,
 			DisplayAttrs: &framework.DisplayAttributes{Name: "Base URL"},
 		},
@@ -110,6 +110,19 @@ func configFields() map[string]*framework.FieldSchema {
 			DisplayAttrs: &framework.DisplayAttributes{Name: "Verify credentials"},
 		},
 	}
+}
+
+// configWriteResponses describe a stored write's answer: where the client
+// secret goes.
+func configWriteResponses() map[int][]framework.Response {
+	field := func(t framework.FieldType, name, desc string) *framework.FieldSchema {
+		return &framework.FieldSchema{Type: t, Description: desc, DisplayAttrs: &framework.DisplayAttributes{Name: name}}
+	}
+	return map[int][]framework.Response{http.StatusOK: {{Description: "Stored (or, for a write of the stored values, nothing to store).", Fields: map[string]*framework.FieldSchema{
+		"token_url":     field(framework.TypeString, "Token URL", "The token endpoint the client secret is sent to: base_url + "+tokenEndpointPath+"."),
+		"trusted_roots": field(framework.TypeString, "Trusted roots", "What the endpoint's TLS certificate is checked against: the system roots, and ca_cert's certificates by subject if it is set."),
+		"verified":      field(framework.TypeBool, "Verified", "Whether this write minted a token there before storing (verify_credentials=true and something that mints changed)."),
+	}}}}
 }
 
 // configResponseFields are the fields a config read returns: all stored
@@ -155,7 +168,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 	if err := rejectUnknownFields(data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	base, cfg, err := mergeConfigWrite(ctx, req.Storage, data)
+	base, cfg, err := mergeConfigWrite(ctx, req.Storage, data, b.allowedBaseURLs)
 	if err != nil {
 		var fieldErr *fieldError
 		if errors.As(err, &fieldErr) {
@@ -167,7 +180,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 	switch {
 	case sameConfig(cfg, base):
 		logger.Info("config written with the values it already had; nothing stored, cached token kept")
-		return responseWithWarnings(cfg.warnings()), nil
+		return configWritten(cfg, false), nil
 	case base != nil && cfg.sameUpstreamAs(base):
 		return b.storeReadMode(ctx, req, base, cfg)
 	}
@@ -197,13 +210,28 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 		b.store.persist(logger, verified, cfg.Generation)
 	}
 	logger.Info("config written; cached token replaced", "client_id", cfg.loggableClientID(), "base_url", cfg.BaseURL, "verified", verify)
-	return responseWithWarnings(cfg.warnings()), nil
+	return configWritten(cfg, verify), nil
+}
+
+// configWritten answers a stored config write: where the client secret is
+// sent (and was, if verified), so the writer sees the destination they
+// confirmed, and the config's warnings.
+func configWritten(cfg *manusConfig, verified bool) *logical.Response {
+	resp := &logical.Response{Data: map[string]any{
+		"token_url":     tokenURLOf(cfg.BaseURL),
+		"trusted_roots": trustedRoots(cfg.CACert),
+		"verified":      verified,
+	}}
+	for _, w := range cfg.warnings() {
+		resp.AddWarning(w)
+	}
+	return resp
 }
 
 // mergeConfigWrite returns the stored config (nil if none) and the config a
 // write would store: the written fields over the stored ones, checked. A
 // *fieldError names what the writer must change.
-func mergeConfigWrite(ctx context.Context, s logical.Storage, data *framework.FieldData) (base, cfg *manusConfig, err error) {
+func mergeConfigWrite(ctx context.Context, s logical.Storage, data *framework.FieldData, allowed allowedBaseURLs) (base, cfg *manusConfig, err error) {
 	if base, err = readConfig(ctx, s); err != nil {
 		return nil, nil, err
 	}
@@ -217,34 +245,14 @@ func mergeConfigWrite(ctx context.Context, s logical.Storage, data *framework.Fi
 	if err := cfg.validate(); err != nil {
 		return nil, nil, err
 	}
-	_, secretWritten := data.GetOk("client_secret")
-	if err := checkSecretGoesWhereItWent(base, cfg, secretWritten); err != nil {
+	if err := allowed.permit(cfg.BaseURL); err != nil {
+		return nil, nil, err
+	}
+	written := func(field string) bool { _, ok := data.GetOk(field); return ok }
+	if err := checkSecretDestination(base, cfg, written); err != nil {
 		return nil, nil, err
 	}
 	return base, cfg, nil
-}
-
-// checkSecretGoesWhereItWent refuses a write that would send the stored
-// client_secret somewhere its owner did not send it: to another base_url,
-// or over TLS trusting another ca_cert. Whoever changes either must write
-// the secret too, so an operator who may update the config but does not
-// know the secret cannot redirect it to a host of their own.
-func checkSecretGoesWhereItWent(base, cfg *manusConfig, secretWritten bool) error {
-	if base == nil || secretWritten {
-		return nil
-	}
-	var changed []string
-	if cfg.BaseURL != base.BaseURL {
-		changed = append(changed, "base_url")
-	}
-	if cfg.CACert != base.CACert {
-		changed = append(changed, "ca_cert")
-	}
-	if len(changed) == 0 {
-		return nil
-	}
-	fields := strings.Join(changed, " and ")
-	return &fieldError{"client_secret", fmt.Sprintf("must be written in the same write that changes %s: the stored secret is only sent where, and over TLS trusting what, it was written for. Nothing was sent or stored; write %s again together with client_secret=...", fields, fields)}
 }
 
 // storeConfig writes cfg and installs its cache, unless the stored config is
@@ -293,7 +301,7 @@ func (b *backend) storeReadMode(ctx context.Context, req *logical.Request, base,
 		c.setReadMode(cfg.LeasedReads)
 	}
 	b.mountLogger(req.MountPoint).Info("config written; read mode set, cached token kept", "leased_reads", cfg.LeasedReads)
-	return responseWithWarnings(cfg.warnings()), nil
+	return configWritten(cfg, false), nil
 }
 
 // applyConfigFields copies the fields present in the request onto cfg; absent
@@ -344,10 +352,11 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := req.Storage.Delete(ctx, configStorageKey); err != nil {
-		if b.node.noteStorageError(err) {
-			return nil, errForwardWrite
-		}
+	err := req.Storage.Delete(ctx, configStorageKey)
+	if b.node.noteStorageError(err) {
+		return nil, errForwardWrite
+	}
+	if err != nil {
 		return nil, fmt.Errorf("deleting config: %w", err)
 	}
 	b.store.forget(ctx, req.Storage)
@@ -375,17 +384,6 @@ func rejectUnknownFields(data *framework.FieldData) error {
 	}
 	sort.Strings(known)
 	return fmt.Errorf("unknown field(s) %s; accepted fields are %s", strings.Join(unknown, ", "), strings.Join(known, ", "))
-}
-
-func responseWithWarnings(warnings []string) *logical.Response {
-	if len(warnings) == 0 {
-		return nil
-	}
-	resp := &logical.Response{}
-	for _, w := range warnings {
-		resp.AddWarning(w)
-	}
-	return resp
 }
 
 const configHelp = `

@@ -107,7 +107,7 @@ func TestFailedVerificationStoresNothing(t *testing.T) {
 	e.configure(nil)
 	before, _ := readConfig(context.Background(), e.storage)
 
-	resp, err := e.writeConfig(map[string]any{"client_secret": "wrong-secret-value"})
+	resp, err := e.writeConfig(map[string]any{"client_secret": "wrong-secret-value", "base_url": e.baseURL})
 	status, msg := failureOf(t, resp, err)
 	if status != http.StatusBadRequest || !strings.Contains(msg, "INVALID_CLIENT") || !strings.Contains(msg, "nothing was stored") {
 		t.Fatalf("got %d %q; want a 400 carrying INVALID_CLIENT that says nothing was stored", status, msg)
@@ -153,8 +153,10 @@ func TestPartialUpdateKeepsOtherFields(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(map[string]any{"refresh_threshold": "15m", "request_timeout": 20, "leased_reads": false})
 
-	// Same stand-in under another loopback spelling: only base_url changes.
-	newURL := strings.Replace(e.baseURL, "127.0.0.1", "localhost", 1)
+	// The same stand-in on another port: only base_url changes.
+	other := httptest.NewServer(e.manus)
+	t.Cleanup(other.Close)
+	newURL := other.URL
 	resp, err := e.writeConfig(map[string]any{"base_url": newURL + "/", "client_secret": testClientSecret})
 	requireOK(t, resp, err) // verification mints with the kept secret
 	cfg, _ := readConfig(context.Background(), e.storage)
@@ -178,7 +180,7 @@ func TestConfigChangeDropsCachedToken(t *testing.T) {
 	first := accessTokenOf(e.mustReadToken())
 
 	e.manus.AddClient("tm_second", "second-secret")
-	resp, err := e.writeConfig(map[string]any{"client_id": "tm_second", "client_secret": "second-secret", "verify_credentials": false})
+	resp, err := e.writeConfig(map[string]any{"client_id": "tm_second", "client_secret": "second-secret", "base_url": e.baseURL, "verify_credentials": false})
 	requireOK(t, resp, err)
 	second := accessTokenOf(e.mustReadToken())
 	if second == first || e.manus.Mints() != 2 {
@@ -225,6 +227,8 @@ func TestBadConfigInputIsRefusedAndKeepsStoredConfig(t *testing.T) {
 		{"empty client_secret", map[string]any{"client_secret": ""}, "client_secret"},
 		{"client_secret with newline", map[string]any{"client_secret": testClientSecret + "\n"}, "client_secret"},
 		{"http to a remote host", map[string]any{"base_url": "http://api.manus.im"}, "base_url"},
+		{"http to localhost by name", map[string]any{"base_url": "http://localhost:8080", "client_secret": testClientSecret}, "invalid base_url: must use https; plain http is allowed only for a loopback IP address"},
+		{"http to LOCALHOST by name", map[string]any{"base_url": "http://LOCALHOST", "client_secret": testClientSecret}, "invalid base_url: must use https; plain http is allowed only for a loopback IP address"},
 		{"unsupported scheme", map[string]any{"base_url": "ftp://api.manus.im"}, "base_url"},
 		{"relative URL", map[string]any{"base_url": "api.manus.im"}, "base_url"},
 		{"URL with query", map[string]any{"base_url": "https://api.manus.im/?a=b"}, "base_url"},
@@ -279,7 +283,7 @@ func TestCreateRequiresCredentials(t *testing.T) {
 }
 
 func TestLoopbackHTTPBaseURLsAreAccepted(t *testing.T) {
-	for _, u := range []string{"http://127.0.0.1:8080", "http://localhost", "http://[::1]:9000/prefix", "https://api.manus.im", "https://proxy.example.com/manus"} {
+	for _, u := range []string{"http://127.0.0.1:8080", "http://127.10.0.1", "http://[::1]:9000/prefix", "https://api.manus.im", "https://proxy.example.com/manus"} {
 		if err := validateBaseURL(u); err != nil {
 			t.Errorf("validateBaseURL(%q) = %v, want accepted", u, err)
 		}
@@ -296,7 +300,7 @@ func TestCACertIsAcceptedAndReturned(t *testing.T) {
 		t.Fatal("ca_cert was not stored as written")
 	}
 	// An empty string removes it.
-	resp, err = e.writeConfig(map[string]any{"ca_cert": "", "client_secret": testClientSecret})
+	resp, err = e.writeConfig(map[string]any{"ca_cert": "", "client_secret": testClientSecret, "base_url": e.baseURL})
 	requireOK(t, resp, err)
 	if cfg, _ := readConfig(context.Background(), e.storage); cfg.CACert != "" {
 		t.Fatal("ca_cert was not removed")
@@ -652,4 +656,58 @@ func (c *countingPuts) puts(key string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.counts[key]
+}
+
+// TestCredentialLengthsAreBounded: client_id, client_secret and base_url
+// are bounded (Manus's own are far shorter), so one mount's config writer
+// cannot make the shared plugin process hold, send and search upstream
+// answers for megabytes. Over a bound: a 400 naming the field, nothing sent
+// or stored; at the bound, accepted.
+func TestCredentialLengthsAreBounded(t *testing.T) {
+	long := func(prefix string, n int) string { return prefix + strings.Repeat("a", n-len(prefix)) }
+	for field, limit := range map[string]int{"client_id": maxClientIDLength, "client_secret": maxClientSecretLength, "base_url": maxBaseURLLength} {
+		prefix := map[string]string{"client_id": clientIDPrefix, "base_url": "https://example.com/"}[field]
+		t.Run(field, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configure(nil)
+			before, _ := readConfig(context.Background(), e.storage)
+			over := map[string]any{"client_secret": testClientSecret, "base_url": e.baseURL}
+			over[field] = long(prefix, limit+1)
+			resp, err := e.writeConfig(over)
+			status, msg := failureOf(t, resp, err)
+			if status != http.StatusBadRequest || !strings.HasPrefix(msg, "invalid "+field) || !strings.Contains(msg, fmt.Sprint(limit)) {
+				t.Fatalf("over the bound: %d %q; want a 400 naming %s and its bound", status, msg, field)
+			}
+			if after, _ := readConfig(context.Background(), e.storage); !reflect.DeepEqual(before, after) || e.manus.Requests() != 1 {
+				t.Fatal("a value over the bound was stored or sent")
+			}
+			at := map[string]any{"client_secret": testClientSecret, "base_url": e.baseURL, "verify_credentials": false}
+			at[field] = long(prefix, limit)
+			resp, err = e.writeConfig(at)
+			requireOK(t, resp, err)
+		})
+	}
+}
+
+// TestCACertSizeBoundAlone: a ca_cert over the size bound with fewer
+// certificates than the count bound is refused for its size.
+func TestCACertSizeBoundAlone(t *testing.T) {
+	ca := testCertificatePEM(t)
+	for name, value := range map[string]string{
+		"one certificate in white space": ca + strings.Repeat(" \n", maxCACertBytes/2),
+		"a few certificates, spaced out": strings.Repeat(ca+strings.Repeat("\n", maxCACertBytes/4), 4),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if n := strings.Count(value, "BEGIN CERTIFICATE"); n > maxCACertificates || len(value) <= maxCACertBytes {
+				t.Fatalf("the case holds %d certificates in %d bytes: not over the size alone", n, len(value))
+			}
+			e := newTestEnv(t)
+			e.configure(nil)
+			resp, err := e.writeConfig(map[string]any{"ca_cert": value, "client_secret": testClientSecret, "base_url": e.baseURL, "verify_credentials": false})
+			status, msg := failureOf(t, resp, err)
+			if status != http.StatusBadRequest || !strings.Contains(msg, "ca_cert") || !strings.Contains(msg, fmt.Sprintf("at most %d KiB", maxCACertBytes>>10)) {
+				t.Fatalf("got %d %q; want a 400 for ca_cert's size", status, msg)
+			}
+		})
+	}
 }

@@ -3,8 +3,10 @@ package manus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -34,7 +36,7 @@ func (b *backend) pathTokenRefresh() *framework.Path {
 			},
 		},
 		HelpSynopsis:    "Replace the mount's Manus token now.",
-		HelpDescription: strings.TrimSpace(tokenRefreshHelp),
+		HelpDescription: strings.TrimSpace(fmt.Sprintf(tokenRefreshHelp, shortDuration(minRefreshInterval))),
 	}
 }
 
@@ -47,6 +49,7 @@ func tokenRefreshResponseFields() map[string]*framework.FieldSchema {
 		"expires_at": field(framework.TypeTime, "Expires at", "When Manus stops accepting the new token (RFC 3339, UTC)."),
 		"expires_in": field(framework.TypeInt, "Expires in", "Whole seconds of life the new token has left."),
 		"refresh_at": field(framework.TypeTime, "Refresh due at", "When the new token becomes due for its next refresh."),
+		"replaced":   field(framework.TypeBool, "Replaced", fmt.Sprintf("Whether a token was minted; false when the cached one was minted less than %s ago, which the answer then describes.", shortDuration(minRefreshInterval))),
 	}
 }
 
@@ -66,18 +69,24 @@ func (b *backend) pathTokenRefreshWrite(ctx context.Context, req *logical.Reques
 		}
 		return nil, err
 	}
-	tok, err := cache.mintNow(ctx)
+	tok, replaced, err := cache.refreshOnRequest(ctx)
 	if err != nil {
 		return nil, readFailure(err)
 	}
 	now := b.clock()
-	b.mountLogger(req.MountPoint).Info("token replaced on request", "expires_at", tok.expiresAtText())
-	return &logical.Response{Data: map[string]any{
+	resp := &logical.Response{Data: map[string]any{
 		"minted_at":  formatTime(tok.MintedAt),
 		"expires_at": tok.expiresAtText(),
 		"expires_in": tok.expiresIn(now),
 		"refresh_at": formatTime(tok.refreshAt(cache.config().RefreshThreshold)),
-	}}, nil
+		"replaced":   replaced,
+	}}
+	if replaced {
+		b.mountLogger(req.MountPoint).Info("token replaced on request", "expires_at", tok.expiresAtText())
+	} else {
+		resp.AddWarning(fmt.Sprintf("the cached token was minted %s ago, less than %s: it is kept and nothing was minted", now.Sub(tok.MintedAt).Round(time.Second), shortDuration(minRefreshInterval)))
+	}
+	return resp, nil
 }
 
 //nolint:gosec // G101: help text that mentions tokens, not a credential
@@ -91,6 +100,11 @@ ever returned by a read of "token".
 
 If the mint fails, the answer is the error a token read would get (502, or
 504 for a timeout) and the old token stays served while it is fresh.
+
+It is bounded, so a loop cannot run the credential into Manus's rate limit:
+within %s of the last mint it keeps the token just minted and answers with
+its times (replaced=false). While Manus's Retry-After is in force it answers
+with the time left, as a read does.
 
 Use "vault write -f <mount>/token/refresh". It belongs in the operator's
 policy ("update" on <mount>/token/refresh), not the consumers'. A config

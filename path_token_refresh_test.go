@@ -73,6 +73,7 @@ func TestRefreshAnswersWhatHappenedNotTheToken(t *testing.T) {
 func TestConcurrentRefreshesAndReadsShareOneMint(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
+	e.clock.Advance(minRefreshInterval) // a refresh sooner keeps the config's token
 	e.manus.FailNext(stall(300 * time.Millisecond))
 	var wg sync.WaitGroup
 	for range 2 {
@@ -100,6 +101,7 @@ func TestFailedRefreshKeepsServingTheFreshToken(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
 	old := e.manus.Issued()[0]
+	e.clock.Advance(minRefreshInterval)
 	e.manus.SetOutage(standin.Unavailable())
 	resp, err := e.refresh()
 	status, msg := failureOf(t, resp, err)
@@ -213,5 +215,47 @@ func TestRejectionRemintWait(t *testing.T) {
 	}
 	if got := rejectionRemintWait(1 << 20); got != maxRejectionRemintWait {
 		t.Errorf("a very long run of rejections waits %s", got)
+	}
+}
+
+// TestRefreshIsBounded: an automation looping on token/refresh, or a policy
+// with a manus/token* glob, cannot run the credential into Manus's rate
+// limit. Within minRefreshInterval of a mint a refresh keeps the token and
+// answers its times; while Manus's Retry-After is in force it answers the
+// back-off (a 502, as a read would) and sends nothing.
+func TestRefreshIsBounded(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.clock.Advance(minRefreshInterval)
+	for i := range 25 {
+		resp, err := e.refresh()
+		requireOK(t, resp, err)
+		if replaced := resp.Data["replaced"]; replaced != (i == 0) || (i > 0) != (len(resp.Warnings) == 1) {
+			t.Fatalf("refresh %d: replaced %v, warnings %q", i, replaced, resp.Warnings)
+		}
+	}
+	if e.manus.Mints() != 2 {
+		t.Fatalf("25 refreshes in a row made %d mints, want 1", e.manus.Mints()-1)
+	}
+
+	e.clock.Advance(minRefreshInterval)
+	e.manus.SetOutage(standin.Fault{Status: http.StatusTooManyRequests, Body: `{"code":"RESOURCE_EXHAUSTED","message":"slow down"}`, Header: map[string]string{"Retry-After": "300"}})
+	requests := e.manus.Requests()
+	for i := range 10 {
+		resp, err := e.refresh()
+		status, msg := failureOf(t, resp, err)
+		if status != http.StatusBadGateway || (i > 0 && !strings.Contains(msg, "Manus asked")) {
+			t.Fatalf("refresh %d during a Retry-After: %d %q", i, status, msg)
+		}
+	}
+	if n := e.manus.Requests() - requests; n != 1 {
+		t.Fatalf("10 refreshes during a Retry-After of 300 s sent %d token requests, want 1", n)
+	}
+	e.manus.ClearOutage()
+	e.clock.Advance(300 * time.Second)
+	resp, err := e.refresh()
+	requireOK(t, resp, err)
+	if resp.Data["replaced"] != true {
+		t.Fatal("once the Retry-After was over, a refresh did not mint")
 	}
 }

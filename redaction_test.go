@@ -16,16 +16,16 @@ func TestRedactSecret(t *testing.T) {
 		"truncated echo " + secret[:13], // a fragment of 12+ characters
 	}
 	for _, text := range cases {
-		got := redactSecret(text, secret)
+		got := newRedactor(secret).redact(text)
 		if strings.Contains(got, secret) || strings.Contains(got, url.QueryEscape(secret)) || strings.Contains(got, secret[:12]) {
-			t.Errorf("redactSecret(%q) = %q still holds the secret", text, got)
+			t.Errorf("redact(%q) = %q still holds the secret", text, got)
 		}
 	}
-	if got := redactSecret("harmless", secret); got != "harmless" {
-		t.Errorf("redactSecret changed harmless text: %q", got)
+	if got := newRedactor(secret).redact("harmless"); got != "harmless" {
+		t.Errorf("redact changed harmless text: %q", got)
 	}
 	upper := "echo " + strings.ToUpper(secret)
-	if got := redactSecret(upper, secret); strings.Contains(strings.ToLower(got), strings.ToLower(secret[:12])) {
+	if got := newRedactor(secret).redact(upper); strings.Contains(strings.ToLower(got), strings.ToLower(secret[:12])) {
 		t.Errorf("an upper-cased echo survived: %q", got)
 	}
 }

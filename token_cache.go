@@ -28,6 +28,10 @@ const (
 	// window.
 	maxHonouredRetryAfter = 5 * time.Minute
 
+	// minRefreshInterval is how soon after a mint token/refresh may mint
+	// again: a refresh within it answers with the token just minted.
+	minRefreshInterval = time.Minute
+
 	// readerWaitSlack is added to request_timeout for how long a read waits
 	// for a mint in flight, so it sees the attempt's own timeout error.
 	readerWaitSlack = 500 * time.Millisecond
@@ -76,7 +80,10 @@ type tokenCache struct {
 	lastErr   error     // the last failed mint's error
 	lastErrAt time.Time // when it failed
 	retryAt   time.Time // no new mint before this
-	rejection rejection // tokens Manus refused
+	// askedUntil is when the last failure's Retry-After ends: no mint before
+	// it, not even one an operator asks for.
+	askedUntil time.Time
+	rejection  rejection // tokens Manus refused
 
 	// ctx ends when the cache is dropped, cancelling an in-flight mint whose
 	// credentials are no longer the mount's; its cause is a
@@ -265,24 +272,57 @@ func (c *tokenCache) holdOffLocked() error {
 	case now.Before(c.rejection.remintAt):
 		return &tokenRejectedError{status: c.rejection.status, at: c.rejection.at, rejections: c.rejection.count, until: c.rejection.remintAt}
 	case now.Before(c.retryAt):
-		return &backoffError{last: c.lastErr, failures: c.failures, until: c.retryAt}
+		return c.backoffErrorLocked(c.retryAt)
 	}
 	return nil
 }
 
+func (c *tokenCache) backoffErrorLocked(until time.Time) *backoffError {
+	return &backoffError{last: c.lastErr, failures: c.failures, until: until, asked: !until.After(c.askedUntil)}
+}
+
 // mintNow replaces the token now: it ends any failure back-off or wait
 // after a rejected token, joins the mint in flight or starts one, and waits
-// for it as long as ctx allows. The refresh operation and config
-// verification want a definite answer.
+// for it as long as ctx allows. Config verification wants a definite answer.
 func (c *tokenCache) mintNow(ctx context.Context) (*accessToken, error) {
 	if !c.node.mayWrite() {
 		return nil, errForwardForMint
 	}
 	c.mu.Lock()
-	c.failures, c.retryAt, c.rejection.remintAt = 0, time.Time{}, time.Time{}
-	p := c.joinOrStartMintLocked()
+	p := c.startMintNowLocked()
 	c.mu.Unlock()
 	return c.wait(ctx, p, 0)
+}
+
+func (c *tokenCache) startMintNowLocked() *pendingMint {
+	c.failures, c.retryAt, c.rejection.remintAt = 0, time.Time{}, time.Time{}
+	return c.joinOrStartMintLocked()
+}
+
+// refreshOnRequest is token/refresh: mintNow, within bounds that keep an
+// operator's loop (or a too-wide policy) from running the credential into
+// Manus's rate limit. A token minted less than minRefreshInterval ago is
+// kept (replaced is false), and while Manus's Retry-After is in force the
+// answer is the back-off, as a read's would be.
+func (c *tokenCache) refreshOnRequest(ctx context.Context) (tok *accessToken, replaced bool, err error) {
+	if !c.node.mayWrite() {
+		return nil, false, errForwardForMint
+	}
+	c.mu.Lock()
+	now := c.clock()
+	if cur := c.current.Load(); cur != nil && c.pending == nil && now.Sub(cur.MintedAt) < minRefreshInterval {
+		c.mu.Unlock()
+		return cur, false, nil
+	}
+	if c.pending == nil && now.Before(c.askedUntil) {
+		err := c.backoffErrorLocked(c.askedUntil)
+		c.mu.Unlock()
+		return nil, false, err
+	}
+	p := c.startMintNowLocked()
+	c.mu.Unlock()
+	tok, err = c.wait(ctx, p, 0)
+	return tok, err == nil, err
 }
 
 func (c *tokenCache) joinOrStartMintLocked() *pendingMint {
@@ -349,7 +389,7 @@ func (c *tokenCache) recordSuccessLocked(tok *accessToken) {
 		c.logger.Info("Manus is issuing tokens again; failure back-off ended", "failed_mints", c.failures)
 	}
 	c.failures = 0
-	c.retryAt = time.Time{}
+	c.retryAt, c.askedUntil = time.Time{}, time.Time{}
 }
 
 func (c *tokenCache) recordFailureLocked(err error) {
@@ -357,33 +397,25 @@ func (c *tokenCache) recordFailureLocked(err error) {
 	c.failures++
 	c.lastErr, c.lastErrAt = err, now
 	c.retryAt = now.Add(failureBackoff(c.failures, retryAfterOf(err)))
+	c.askedUntil = now.Add(min(retryAfterOf(err), maxHonouredRetryAfter))
 	c.logger.Warn("failure back-off: reads will not ask Manus for a token until it ends",
 		"until", formatTime(c.retryAt), "window", c.retryAt.Sub(now).String(), "failed_mints", c.failures)
 }
 
 // failureBackoff is the window after the nth consecutive failed mint:
-// 1s, 2s, 4s ... up to a minute, or longer if Manus asked for it. From the
-// eighth failure on the doubling has long passed the cap, and the shift is
-// not taken at all, so no count of failures can overflow it.
+// 1s, 2s, 4s ... up to a minute, or longer if Manus asked for it.
 func failureBackoff(failures int, retryAfter time.Duration) time.Duration {
-	window := maxFailureBackoff
-	if failures < 8 {
-		window = min(minFailureBackoff<<(failures-1), maxFailureBackoff)
-	}
-	return max(window, min(retryAfter, maxHonouredRetryAfter))
+	return max(cappedDoubling(minFailureBackoff, maxFailureBackoff, failures-1), min(retryAfter, maxHonouredRetryAfter))
 }
 
 // rejectionRemintWait is how long after the nth rejected token in a row a
 // new mint must wait: none after the first, then a minute doubling to half
 // an hour (see maxRejectionRemintWait).
 func rejectionRemintWait(rejections int) time.Duration {
-	switch {
-	case rejections <= 1:
+	if rejections <= 1 {
 		return 0
-	case rejections < 7:
-		return min(firstRejectionRemintWait<<(rejections-2), maxRejectionRemintWait)
 	}
-	return maxRejectionRemintWait
+	return cappedDoubling(firstRejectionRemintWait, maxRejectionRemintWait, rejections-2)
 }
 
 func retryAfterOf(err error) time.Duration {
@@ -487,12 +519,14 @@ func (c *tokenCache) snapshot() cacheState {
 	return st
 }
 
-// restore installs a token read back from storage, unless the cache
-// already holds one that lives as long.
+// restore installs a token read back from storage. What the node that
+// mints stored is its latest decision (a refresh, or a replacement for a
+// rejected token, may well expire sooner than the token it replaced), so it
+// replaces whatever is cached; only the same token changes nothing.
 func (c *tokenCache) restore(tok *accessToken) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur := c.current.Load(); cur != nil && !tok.ExpiresAt.After(cur.ExpiresAt) {
+	if cur := c.current.Load(); cur != nil && cur.AccessToken == tok.AccessToken {
 		return false
 	}
 	c.current.Store(tok)
@@ -548,11 +582,26 @@ type backoffError struct {
 	last     error
 	failures int
 	until    time.Time
+	// asked is set when until is Manus's own Retry-After, which
+	// token/refresh honours too.
+	asked bool
 }
 
 func (e *backoffError) Error() string {
-	return fmt.Sprintf("%v (after %d failed mints in a row, retries included, the plugin waits until %s before asking Manus again; vault write -f <mount>/token/refresh tries at once)",
-		e.last, e.failures, formatTime(e.until))
+	if e.asked {
+		return fmt.Sprintf("%v (Manus asked not to be asked again before %s, and the plugin waits until then, token/refresh included)",
+			e.last, formatTime(e.until))
+	}
+	return fmt.Sprintf("%v (after %s, retries included, the plugin waits until %s before asking Manus again; vault write -f <mount>/token/refresh tries at once)",
+		e.last, failedMints(e.failures), formatTime(e.until))
+}
+
+// failedMints is "1 failed mint", "3 failed mints in a row".
+func failedMints(n int) string {
+	if n == 1 {
+		return "1 failed mint"
+	}
+	return fmt.Sprintf("%d failed mints in a row", n)
 }
 
 func (e *backoffError) Unwrap() error { return e.last }

@@ -78,21 +78,30 @@ type tokenStore struct {
 // it, if the stored config is still the one it was minted with.
 // Best-effort: a read-only node or a storage fault only costs a mint later,
 // never the read that minted it.
+// A token minted before the stored one is not written over it: mints can
+// persist out of order (a refresh may start before the last mint's write).
 func (s *tokenStore) persist(logger hclog.Logger, tok *accessToken, generation string) {
-	s.write(logger, storedTokenOf(tok, generation, false))
+	s.write(logger, storedTokenOf(tok, generation, false), func(stored *storedToken) bool {
+		return stored == nil || stored.ConfigGeneration != generation || !stored.MintedAt.After(tok.MintedAt)
+	})
 }
 
 // markRejected stores tok as rejected by Manus, so other nodes drop it on
-// Invalidate and no restart restores it.
+// Invalidate and no restart restores it; only if it is still the stored
+// token, or the mark would write over a newer one.
 func (s *tokenStore) markRejected(logger hclog.Logger, tok *accessToken, generation string) {
-	s.write(logger, storedTokenOf(tok, generation, true))
+	s.write(logger, storedTokenOf(tok, generation, true), func(stored *storedToken) bool {
+		return stored != nil && stored.AccessToken == tok.AccessToken
+	})
 }
 
 func storedTokenOf(tok *accessToken, generation string, rejected bool) storedToken {
 	return storedToken{AccessToken: tok.AccessToken, MintedAt: tok.MintedAt, ExpiresAt: tok.ExpiresAt, ConfigGeneration: generation, Rejected: rejected}
 }
 
-func (s *tokenStore) write(logger hclog.Logger, st storedToken) {
+// write stores st if the stored config is still the one it was minted with
+// and over allows writing over the token stored now (nil: none).
+func (s *tokenStore) write(logger hclog.Logger, st storedToken, over func(stored *storedToken) bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), persistTimeout)
 	defer cancel()
 	s.mu.Lock()
@@ -102,12 +111,20 @@ func (s *tokenStore) write(logger hclog.Logger, st storedToken) {
 		logger.Debug("not storing the token: the config it was minted with has been replaced")
 		return
 	}
+	var stored *storedToken
+	if err == nil {
+		stored, err = readStoredToken(ctx, s.storage)
+	}
+	if err == nil && !over(stored) {
+		logger.Debug("not storing the token: the stored one is newer")
+		return
+	}
 	if err == nil {
 		err = writeStoredToken(ctx, s.storage, st)
 	}
-	switch {
+	switch readOnly := s.node.noteStorageError(err); {
 	case err == nil:
-	case s.node.noteStorageError(err):
+	case readOnly:
 		logger.Debug("not storing the token: storage is read-only on this node")
 	default:
 		logger.Warn("could not store the token; it stays cached in memory", "error", err)

@@ -114,10 +114,11 @@ func TestPersistFailureDoesNotFailRead(t *testing.T) {
 
 // TestRefusedPersistMakesTheNodeForward: a node whose replication state
 // says it may write, but whose storage refuses the token with the read-only
-// error (as it arrives over gRPC: the text only), is read-only from then on.
-// The read that minted is answered; the token stays served where no lease is
-// needed; a leased read, and a read once the token is due, are forwarded,
-// and nothing more is minted here.
+// error (as it arrives over gRPC: the text only), is read-only for a window
+// that doubles with each refusal in a row. The read that minted is
+// answered; the token stays served where no lease is needed; a leased read
+// is forwarded; once the window is over the node tries again, minting once,
+// and is refused for twice as long.
 func TestRefusedPersistMakesTheNodeForward(t *testing.T) {
 	for _, mode := range readModes {
 		t.Run(mode.name, func(t *testing.T) {
@@ -140,15 +141,34 @@ func TestRefusedPersistMakesTheNodeForward(t *testing.T) {
 					t.Fatal("the fresh token was not served from memory")
 				}
 			}
-			e.clock.Advance(55 * time.Minute) // due for refresh
-			if _, err := e.request(logical.ReadOperation, "token", nil); !forwarded(err) {
-				t.Fatalf("a read of a token due for refresh answered %v; want it forwarded", err)
+			e.clock.Advance(55 * time.Minute) // due for refresh, the window long over
+			e.readModeAnswer(mode)
+			waitFor(t, func() bool { return e.readStatus(false)["node_can_mint"] == false })
+			if e.manus.Requests() != 2 {
+				t.Fatalf("%d token requests, want 2: one more once the window is over", e.manus.Requests())
 			}
-			if e.manus.Requests() != 1 {
-				t.Fatalf("%d token requests; a node that cannot store must not mint again", e.manus.Requests())
+			e.clock.Advance(firstRefusalWindow) // within the doubled window
+			if mode.leased {
+				if _, err := e.request(logical.ReadOperation, "token", nil); !forwarded(err) {
+					t.Fatalf("a leased read in the doubled window answered %v; want it forwarded", err)
+				}
+			}
+			if e.readStatus(false)["node_can_mint"] != false {
+				t.Fatal("the second refusal in a row did not double the window")
 			}
 		})
 	}
+}
+
+// readModeAnswer reads the token once, accepting a forward for a leased read
+// on a node that may not lease; any other failure fails the test.
+func (e *testEnv) readModeAnswer(mode readMode) {
+	e.t.Helper()
+	resp, err := e.request(logical.ReadOperation, "token", nil)
+	if mode.leased && forwarded(err) {
+		return
+	}
+	requireOK(e.t, resp, err)
 }
 
 func TestInvalidateTokenReloadsOtherNodesToken(t *testing.T) {
@@ -239,5 +259,49 @@ func TestTokenOfReplacedConfigIsNeverPersisted(t *testing.T) {
 	e.b.store.persist(e.b.Logger(), tok, cfg.Generation)
 	if st, _ := readStoredToken(context.Background(), e.storage); st != nil {
 		t.Fatal("a token of a deleted config was persisted")
+	}
+}
+
+// TestStoredTokenIsNeverOverwrittenByAnOlderOne: mints can reach the store
+// out of order (a refresh can start before the last mint's write), and a
+// probe's rejection mark can land after a newer mint was stored. Neither
+// writes over the newer token.
+func TestStoredTokenIsNeverOverwrittenByAnOlderOne(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	cfg, _ := readConfig(context.Background(), e.storage)
+	older := newAccessToken("standin_older", e.clock.Now(), time.Hour)
+	newer := newAccessToken("standin_newer", e.clock.Now().Add(time.Second), time.Hour)
+	e.b.store.persist(e.b.Logger(), newer, cfg.Generation)
+	e.b.store.persist(e.b.Logger(), older, cfg.Generation)
+	e.b.store.markRejected(e.b.Logger(), older, cfg.Generation)
+	st, _ := readStoredToken(context.Background(), e.storage)
+	if st == nil || st.AccessToken != newer.AccessToken || st.Rejected {
+		t.Fatalf("stored %+v; want the newer token, not rejected", st)
+	}
+	e.b.store.markRejected(e.b.Logger(), newer, cfg.Generation)
+	if st, _ := readStoredToken(context.Background(), e.storage); st == nil || !st.Rejected {
+		t.Fatal("the stored token's own rejection was not stored")
+	}
+}
+
+// TestStandbyTakesTheRefreshedToken: after token/refresh on the active node
+// the standby serves the new token, even when it expires before the one it
+// replaced: what the active node stored is the newer decision.
+func TestStandbyTakesTheRefreshedToken(t *testing.T) {
+	active := newTestEnv(t)
+	active.configure(map[string]any{"leased_reads": false})
+	standby := active.standby()
+	first := accessTokenOf(standby.mustReadToken())
+
+	active.manus.SetLifetime(20 * time.Minute) // the new token expires first
+	active.clock.Advance(minRefreshInterval)
+	resp, err := active.refresh()
+	requireOK(t, resp, err)
+	second := active.manus.Issued()[1]
+	active.waitForStoredToken(second)
+	standby.b.InvalidateKey(context.Background(), tokenStorageKey)
+	if got := accessTokenOf(standby.mustReadToken()); got != second || got == first {
+		t.Fatal("the standby kept serving the token token/refresh replaced")
 	}
 }

@@ -3,10 +3,16 @@
 package e2e
 
 import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
@@ -49,7 +55,7 @@ func TestDestinationChangeNeedsTheSecretThroughCLI(t *testing.T) {
 	if after := v.readSecret("manus/config").Data; !reflect.DeepEqual(after, before) {
 		t.Fatalf("a refused write changed the config:\n%v\n%v", before, after)
 	}
-	v.mustVault("write", "-f", "manus/token/refresh") // a mint now, from the stored config
+	v.mustVault("write", "manus/config", "request_timeout=20") // verified: a mint now, from the stored secret
 	v.readSecret("manus/token")
 	if n := len(capture.Requests()); n != 0 {
 		t.Fatalf("the loopback server an operator pointed base_url at received %d requests", n)
@@ -58,7 +64,197 @@ func TestDestinationChangeNeedsTheSecretThroughCLI(t *testing.T) {
 		t.Fatalf("%d mints at the configured endpoint, want 2", manus.Mints())
 	}
 	// Partial writes that move nothing stay partial.
-	if _, err := v.vaultAs(operator, "write", "manus/config", "request_timeout=20", "refresh_threshold=15m"); err != nil {
+	if _, err := v.vaultAs(operator, "write", "manus/config", "request_timeout=25", "refresh_threshold=15m"); err != nil {
 		t.Fatalf("a write of timeouts alone was refused: %v", err)
 	}
+}
+
+// rotatedSecret is the operator's new secret in the rotation tests; no
+// request any capture server records may carry it.
+const rotatedSecret = "r0tat3d5ecret9f8e7d6c5b4a39281706f5e4d3c2b1a0f9e8d7c6b5a4938271"
+
+// TestPlantedBaseURLCannotCaptureARotationThroughCLI: an operator with
+// update on config but not the secret plants base_url with a secret of
+// their own (accepted: it carries one). The owner then rotates as before,
+// client_secret alone: Vault answers 400 naming the planted token URL, and
+// the capture server receives nothing of the new secret. Restated with
+// base_url, the rotation goes where the owner said, and the answer says so.
+func TestPlantedBaseURLCannotCaptureARotationThroughCLI(t *testing.T) {
+	t.Parallel()
+	v := startVault(t)
+	manus := startManus(t)
+	capture := &standin.Recorder{}
+	captureServer := httptest.NewServer(capture)
+	t.Cleanup(captureServer.Close)
+	v.mountConfigured(manus)
+	manus.AddClient(testClientID, rotatedSecret)
+	v.mustVault("policy", "write", "manus-operator", filepath.Join(repoRoot, "docs", "policies", "manus-operator.hcl"))
+	planter := v.tokenWithPolicy("manus-operator")
+	if _, err := v.vaultAs(planter, "write", "manus/config", "base_url="+captureServer.URL, "client_secret=the-planters-own", "verify_credentials=false"); err != nil {
+		t.Fatalf("the planting write: %v", err)
+	}
+
+	out, err := v.vaultAs(rootToken, "write", "manus/config", "client_secret="+rotatedSecret)
+	if err == nil || !strings.Contains(out, "Code: 400") || !strings.Contains(out, captureServer.URL+"/api/user/manage/v1/oauth/token") || !strings.Contains(out, "base_url") {
+		t.Fatalf("the rotation answered %v:\n%s\nwant a 400 naming the stored token URL (%s) and base_url", err, out, captureServer.URL)
+	}
+	assertNoRequestCarries(t, capture.Requests(), rotatedSecret)
+
+	out = v.mustVault("write", "manus/config", "client_secret="+rotatedSecret, "base_url="+manus.url)
+	for _, want := range []string{"token_url", manus.url + "/api/user/manage/v1/oauth/token", "trusted_roots", "the system roots", "verified"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the rotation's answer does not say where it was verified (%q):\n%s", want, out)
+		}
+	}
+	v.readSecret("manus/token")
+	assertNoRequestCarries(t, capture.Requests(), rotatedSecret)
+}
+
+// TestPlantedCACertCannotCaptureARotationThroughCLI: the same with a
+// planted ca_cert, for whoever is on the network path: here the HTTPS proxy
+// the plugin was registered with, which relays to Manus until the CA is
+// planted, then presents a certificate from the planted CA and records what
+// it is sent.
+func TestPlantedCACertCannotCaptureARotationThroughCLI(t *testing.T) {
+	t.Parallel()
+	const host = "manus.test"
+	legitCA, plantedCA := newTestCA(t, "the endpoint's CA"), newTestCA(t, "a CA the planter runs")
+	manus := startManus(t)
+	legit := httptest.NewUnstartedServer(manus.Server)
+	legit.TLS = serverTLS(t, legitCA, host)
+	legit.StartTLS()
+	t.Cleanup(legit.Close)
+	proxy := newInterceptingProxy(t, legit.Listener.Addr().String(), serverTLS(t, plantedCA, host))
+
+	v := startVault(t)
+	v.mustVault("plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion, "-env", "HTTPS_PROXY="+proxy.url, "secret", pluginName)
+	v.mount("manus")
+	caFiles := t.TempDir()
+	writeFile(t, filepath.Join(caFiles, "legit.pem"), legitCA.PEM)
+	writeFile(t, filepath.Join(caFiles, "both.pem"), legitCA.PEM+plantedCA.PEM)
+	v.mustVault("write", "manus/config", "client_id="+testClientID, "client_secret="+testClientSecret,
+		"base_url=https://"+host, "ca_cert=@"+filepath.Join(caFiles, "legit.pem"))
+	if manus.Mints() != 1 {
+		t.Fatalf("%d mints through the relaying proxy, want 1", manus.Mints())
+	}
+	manus.AddClient(testClientID, rotatedSecret) // the owner rotates in Manus
+	v.mustVault("policy", "write", "manus-operator", filepath.Join(repoRoot, "docs", "policies", "manus-operator.hcl"))
+	planter := v.tokenWithPolicy("manus-operator")
+	if _, err := v.vaultAs(planter, "write", "manus/config", "base_url=https://"+host, "ca_cert=@"+filepath.Join(caFiles, "both.pem"),
+		"client_secret=the-planters-own", "verify_credentials=false"); err != nil {
+		t.Fatalf("the planting write: %v", err)
+	}
+	proxy.intercept()
+
+	for _, rotation := range [][]string{{"client_secret=" + rotatedSecret}, {"client_secret=" + rotatedSecret, "base_url=https://" + host}} {
+		out, err := v.vaultAs(rootToken, append([]string{"write", "manus/config"}, rotation...)...)
+		if err == nil || !strings.Contains(out, "Code: 400") || !strings.Contains(out, "ca_cert") || !strings.Contains(out, "a CA the planter runs") {
+			t.Fatalf("the rotation %q answered %v:\n%s\nwant a 400 naming ca_cert and its certificates", rotation, err, out)
+		}
+	}
+	assertNoRequestCarries(t, proxy.captured(), rotatedSecret)
+}
+
+// TestRegistrationRestrictsBaseURLThroughCLI: whoever registers the plugin
+// can allow only some base URLs (-env MANUS_ALLOWED_BASE_URLS=...); a config
+// writer cannot point the secret anywhere else, with or without it.
+func TestRegistrationRestrictsBaseURLThroughCLI(t *testing.T) {
+	t.Parallel()
+	v := startVault(t)
+	manus := startManus(t)
+	capture := &standin.Recorder{}
+	captureServer := httptest.NewServer(capture)
+	t.Cleanup(captureServer.Close)
+	v.mustVault("plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion,
+		"-env", "MANUS_ALLOWED_BASE_URLS=https://api.manus.im,"+manus.url, "secret", pluginName)
+	v.mount("manus")
+	v.configure("manus", manus)
+	out, err := v.vaultAs(rootToken, "write", "manus/config", "base_url="+captureServer.URL, "client_secret="+testClientSecret)
+	if err == nil || !strings.Contains(out, "Code: 400") || !strings.Contains(out, "MANUS_ALLOWED_BASE_URLS") {
+		t.Fatalf("a write outside the allowed base URLs answered %v:\n%s", err, out)
+	}
+	if n := len(capture.Requests()); n != 0 {
+		t.Fatalf("the disallowed destination received %d requests", n)
+	}
+	v.readSecret("manus/token")
+}
+
+func assertNoRequestCarries(t *testing.T, requests []string, secret string) {
+	t.Helper()
+	for _, r := range requests {
+		if strings.Contains(r, secret) {
+			t.Fatalf("the rotated secret reached a destination its writer did not confirm: %.100q", r)
+		}
+	}
+}
+
+func newTestCA(t *testing.T, name string) *standin.TestCA {
+	t.Helper()
+	ca, err := standin.NewTestCA(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+func serverTLS(t *testing.T, ca *standin.TestCA, hosts ...string) *tls.Config {
+	t.Helper()
+	config, err := ca.ServerConfig(hosts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config
+}
+
+// interceptingProxy is an HTTPS proxy on the plugin's network path. It
+// tunnels CONNECT requests to target until intercept is called; from then
+// on it ends the TLS itself with tlsConfig and records each request it is
+// sent (method, path and body), answering 500.
+type interceptingProxy struct {
+	url       string
+	target    string
+	tlsConfig *tls.Config
+	recorder  standin.Recorder
+	hijacking atomic.Bool
+}
+
+func newInterceptingProxy(t *testing.T, target string, tlsConfig *tls.Config) *interceptingProxy {
+	t.Helper()
+	p := &interceptingProxy{target: target, tlsConfig: tlsConfig}
+	server := httptest.NewServer(p)
+	t.Cleanup(server.Close)
+	p.url = server.URL
+	return p
+}
+
+func (p *interceptingProxy) intercept()         { p.hijacking.Store(true) }
+func (p *interceptingProxy) captured() []string { return p.recorder.Requests() }
+
+func (p *interceptingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodConnect {
+		http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+		return
+	}
+	client, _, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return
+	}
+	defer client.Close()
+	_, _ = client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
+	if p.hijacking.Load() {
+		conn := tls.Server(client, p.tlsConfig)
+		if req, err := http.ReadRequest(bufio.NewReader(conn)); err == nil {
+			rec := httptest.NewRecorder()
+			p.recorder.ServeHTTP(rec, req)
+			_ = rec.Result().Write(conn)
+		}
+		return
+	}
+	upstream, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer upstream.Close()
+	go func() { _, _ = io.Copy(upstream, client) }()
+	_, _ = io.Copy(client, upstream)
 }

@@ -306,7 +306,7 @@ func startTLSManus(t *testing.T, ip net.IP) (*fakeManus, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsConfig, err := ca.ServerConfig(ip)
+	tlsConfig, err := ca.ServerConfig(ip.String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,8 +69,8 @@ func TestConcurrentRefreshesAndReadsMintOnce(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)
 	manus := startManus(t)
-	v.mountConfigured(manus)
-	manus.FailNext(standin.Fault{Stall: time.Second}) // the refresh's mint is slow
+	v.mountConfigured(manus, "verify_credentials=false") // no token yet: a refresh mints
+	manus.FailNext(standin.Fault{Stall: time.Second})    // the refresh's mint is slow
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for range 2 {
@@ -95,8 +95,8 @@ func TestConcurrentRefreshesAndReadsMintOnce(t *testing.T) {
 			t.Fatalf("read: %v", err)
 		}
 	}
-	if manus.Mints() != 2 {
-		t.Fatalf("%d mints, want 2: the config's and one for both refreshes and the reads", manus.Mints())
+	if manus.Mints() != 1 {
+		t.Fatalf("%d mints, want 1 for both refreshes and the reads", manus.Mints())
 	}
 }
 
@@ -143,20 +143,42 @@ func TestRefreshBelongsToTheOperatorPolicy(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)
 	manus := startManus(t)
-	v.mountConfigured(manus)
+	v.mountConfigured(manus, "verify_credentials=false") // no token yet: a refresh mints
 	for _, name := range []string{"manus-consumer", "manus-operator"} {
 		v.mustVault("policy", "write", name, filepath.Join(repoRoot, "docs", "policies", name+".hcl"))
 	}
 	if out, err := v.vaultAs(v.tokenWithPolicy("manus-consumer"), "write", "-f", "manus/token/refresh"); err == nil || !strings.Contains(out, "permission denied") {
 		t.Fatalf("the consumer policy could refresh: %v", err)
 	}
-	if manus.Mints() != 1 {
+	if manus.Mints() != 0 {
 		t.Fatal("a denied refresh minted")
 	}
 	if _, err := v.vaultAs(v.tokenWithPolicy("manus-operator"), "write", "-f", "manus/token/refresh"); err != nil {
 		t.Fatalf("the operator policy cannot refresh: %v", err)
 	}
-	if manus.Mints() != 2 {
-		t.Fatalf("%d mints after the operator's refresh, want 2", manus.Mints())
+	if manus.Mints() != 1 {
+		t.Fatalf("%d mints after the operator's refresh, want 1", manus.Mints())
+	}
+}
+
+// TestRefreshLoopMintsOnce: an automation calling token/refresh in a loop
+// costs one mint, not one per call: within a minute of a mint the refresh
+// keeps that token and says so.
+func TestRefreshLoopMintsOnce(t *testing.T) {
+	t.Parallel()
+	v := startVault(t)
+	manus := startManus(t)
+	v.mountConfigured(manus, "verify_credentials=false")
+	for i := range 25 {
+		data, err := v.refresh()
+		if err != nil {
+			t.Fatalf("refresh %d: %v", i, err)
+		}
+		if data["replaced"] != (i == 0) {
+			t.Fatalf("refresh %d: replaced %v", i, data["replaced"])
+		}
+	}
+	if manus.Mints() != 1 {
+		t.Fatalf("25 refreshes in a row made %d mints, want 1", manus.Mints())
 	}
 }
