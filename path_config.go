@@ -390,8 +390,16 @@ const configHelp = `
 Stores the Manus Team User Management API credential for this mount.
 
 client_id and client_secret are required the first time. Later writes are
-partial: fields left out keep their stored values, so rotating the secret is
-"vault write <mount>/config client_secret=..." and nothing else changes.
+partial: fields left out keep their stored values.
+
+A write that carries client_secret sends it only where the same write says:
+it must carry base_url and ca_cert too, unless they are the defaults
+(https://api.manus.im, the system roots), or it answers 400 naming the stored
+destination and nothing is sent or stored. So rotating the secret is
+"vault write <mount>/config client_secret=..." on a mount with the default
+endpoint, and "vault write <mount>/config client_secret=... base_url=...
+ca_cert=@ca.pem" on one with its own. Every stored write answers with where
+the secret goes (token_url, trusted_roots) and whether it was verified.
 
 By default a write mints a token with the new settings before storing them;
 if Manus refuses, nothing is stored and the error carries the Manus code
@@ -399,7 +407,8 @@ if Manus refuses, nothing is stored and the error carries the Manus code
 
 A write that changes base_url or ca_cert must carry client_secret as well:
 the stored secret is only ever sent where it was written for. Without it the
-write answers 400 naming client_secret, and nothing is sent or stored.
+write answers 400 naming client_secret, and nothing is sent or stored. The
+plugin's registration may restrict base_url (MANUS_ALLOWED_BASE_URLS).
 
 A write that changes the credential, base_url, request_timeout, ca_cert or
 refresh_threshold replaces the cached token: the token minted to verify the
