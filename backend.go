@@ -18,60 +18,44 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// Version is the plugin's version ("v" + the VERSION file), stamped at
-// build time by scripts/build-plugin.sh with -ldflags -X. It must equal the
-// -version given to `vault plugin register`.
+// Version is stamped at build time (scripts/build-plugin.sh); it must equal
+// the -version given to `vault plugin register`.
 var Version = "v0.0.0-dev"
 
-// operationPrefixManus prefixes every OpenAPI operation ID.
 const operationPrefixManus = "manus"
 
-// errNotConfigured is returned by reads on a mount nobody has configured.
 var errNotConfigured = errors.New("this mount has no Manus credentials yet: write client_id and client_secret to its config path first (vault write <mount>/config client_id=... client_secret=...)")
+
+var errConfigConflict = errors.New("nothing was stored: another write changed this mount's config in the meantime (while this one was being verified); read the config and write again")
 
 type backend struct {
 	*framework.Backend
 
-	// clock is wallClock outside tests: every instant the plugin keeps or
-	// compares is a wall-clock reading.
-	clock func() time.Time
-	// retry bounds each mint's retries; tests shorten its delays.
-	retry retryPolicy
-	// node is what this node may do with the mount's storage (cluster.go);
-	// it is also the system view the framework sees.
-	node *clusterNode
-	// store persists the mount's token.
-	store *tokenStore
-	// stats counts this mount's mints, failures and reads.
-	stats *mountStats
-	// metrics is the mount's own Prometheus registry (metrics.go).
-	metrics *mountMetrics
-	// allowedBaseURLs is what the plugin's registration allows base_url to
-	// be (empty: anything); config writes cannot widen it.
+	clock           func() time.Time // wallClock outside tests
+	retry           retryPolicy
+	node            *clusterNode // also the system view the framework sees
+	store           *tokenStore
+	stats           *mountStats
+	metrics         *mountMetrics
 	allowedBaseURLs allowedBaseURLs
+	// mount is learnt from the first request, for log lines: Vault does not
+	// tell a plugin where it is mounted.
+	mount atomic.Pointer[string]
 
-	// mu serialises replacing and dropping the token cache, so a config
-	// write and an invalidation cannot interleave. It is never held while
-	// a cache is built (parsing ca_cert, reading storage).
-	mu sync.Mutex
-	// swaps counts replacements and drops of the cache, so a cache built
-	// without mu is installed only if nothing changed meanwhile.
-	swaps atomic.Uint64
-	// loading makes concurrent cold reads build one cache.
+	// mu serialises changes of the cache slot (tokens); it is never held
+	// while a cache is built. swaps counts them, so a cache built without
+	// mu is installed only if nothing changed meanwhile.
+	mu      sync.Mutex
+	swaps   atomic.Uint64
 	loading singleflight.Group
-	// stopped is set by Clean: no cache is built for a backend Vault has
-	// let go of.
-	stopped atomic.Bool
-
-	// tokens is the mount's token cache, built from the stored config on
-	// first use; nil means "load it again".
-	tokens atomic.Pointer[tokenCache]
+	stopped atomic.Bool // by Clean: no cache is built afterwards
+	tokens  atomic.Pointer[tokenCache]
 }
 
 var _ logical.Factory = Factory
 
-// Factory builds one backend per mount. The plugin is served multiplexed, so
-// every piece of state lives on the backend, never in package variables.
+// Factory builds one backend per mount; one process serves every mount, so
+// all state lives on the backend.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	if conf == nil {
 		return nil, errors.New("configuration passed into backend is nil")
@@ -83,36 +67,9 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	return b, nil
 }
 
-// wallClock is time.Now without Go's monotonic clock reading. Manus judges a
-// token's expiry by its own wall clock, while the monotonic clock stops when
-// the host is suspended or the VM paused (package time, "Monotonic Clocks"):
-// an expiry kept as a monotonic reading would survive such a pause and the
-// plugin would serve an expired token as fresh. Stripping the reading at the
-// source makes every comparison a wall-clock one, as it already is for a
-// token restored from storage.
+// wallClock is time.Now without the monotonic reading, which stops while the
+// host is suspended: Manus judges expiry by the wall clock.
 func wallClock() time.Time { return time.Now().Round(0) }
-
-func (b *backend) setup(ctx context.Context, conf *logical.BackendConfig) error {
-	allowed, err := allowedBaseURLsFromEnv()
-	if err != nil {
-		return err
-	}
-	b.allowedBaseURLs = allowed
-	sys := conf.System
-	if sys == nil {
-		sys = &logical.StaticSystemView{}
-	}
-	b.node = newClusterNode(sys, b.clock)
-	// A copy, so the caller's config keeps the system view it passed.
-	withNode := *conf
-	withNode.System = b.node
-	conf = &withNode
-	if err := b.Setup(ctx, conf); err != nil {
-		return err
-	}
-	b.store = &tokenStore{storage: conf.StorageView, node: b.node, logger: b.Logger()}
-	return nil
-}
 
 func newBackend(clock func() time.Time) *backend {
 	b := &backend{clock: clock, retry: defaultRetryPolicy, stats: newMountStats()}
@@ -134,45 +91,75 @@ func newBackend(clock func() time.Time) *backend {
 		Invalidate: b.invalidate,
 		Clean:      b.clean,
 	}
-	b.metrics = newMountMetrics(b)
+	b.metrics = newMountMetrics(Version, b.view, b.stats.requests, b.stats.mintDuration)
 	return b
 }
 
-// invalidate runs when another node (or replication) changed a storage key.
-// A new config drops the cache: the next read rebuilds it from storage. A
-// new token is read into the current cache, which keeps any mint in flight.
+func (b *backend) setup(ctx context.Context, conf *logical.BackendConfig) error {
+	allowed, err := allowedBaseURLsFromEnv()
+	if err != nil {
+		return err
+	}
+	b.allowedBaseURLs = allowed
+	sys := conf.System
+	if sys == nil {
+		sys = &logical.StaticSystemView{}
+	}
+	b.node = newClusterNode(sys, b.clock)
+	// A copy, so the caller's config keeps the system view it passed.
+	withNode := *conf
+	withNode.System = b.node
+	if err := b.Setup(ctx, &withNode); err != nil {
+		return err
+	}
+	b.store = &tokenStore{storage: conf.StorageView, node: b.node, logger: b.log}
+	return nil
+}
+
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if b.mount.Load() == nil && req.MountPoint != "" {
+		b.mount.Store(&req.MountPoint)
+	}
+	return b.Backend.HandleRequest(ctx, req)
+}
+
+func (b *backend) log() hclog.Logger {
+	if mount := b.mount.Load(); mount != nil {
+		return b.Logger().With("mount", *mount)
+	}
+	return b.Logger()
+}
+
+// invalidate runs when another node changed a key: a new config drops the
+// cache, a new token is taken into it.
 func (b *backend) invalidate(ctx context.Context, key string) {
 	switch key {
 	case configStorageKey:
-		b.replaceTokenCache(nil, errMountReconfigured)
+		b.swapTokenCache(nil, errMountReconfigured)
 	case tokenStorageKey:
 		if c := b.tokens.Load(); c != nil {
-			b.store.restore(ctx, b.store.storage, c)
+			c.restore(b.store.load(ctx))
 		}
 	}
 }
 
-// clean runs when the mount is unmounted or the plugin reloaded.
 func (b *backend) clean(_ context.Context) {
 	b.stopped.Store(true)
-	b.replaceTokenCache(nil, errPluginStopped)
+	b.swapTokenCache(nil, errPluginStopped)
 	b.metrics.drop()
 }
 
-// readToken gets the mount's token for one read, in the config's read mode;
-// the token path and the status probe both read through it. The cache is
-// built from storage on first use. A read whose mint was cut short because
-// a config write replaced the cache goes on once with the new cache rather
-// than failing; after a config delete or an unmount there is none, and the
-// read gets why.
-//
-// Errors: errNotConfigured, a storage error, an error building the client
-// from the stored config (a ca_cert that no longer loads), a *forwardError
-// on a node that may not mint or lease, or what tokenCache.token returns (an
-// *upstreamError, *backoffError, *tokenRejectedError, *mintInProgressError
-// or *cacheClosedError).
-func (b *backend) readToken(ctx context.Context, req *logical.Request) (servedToken, error) {
-	cache, err := b.loadTokenCache(ctx, req)
+// readToken serves one read (a token read or the status probe) and counts
+// how it was answered. A read whose mint a config write cut short goes on
+// with the new cache.
+func (b *backend) readToken(ctx context.Context) (servedToken, error) {
+	served, err := b.serveToken(ctx)
+	b.stats.countRead(served.outcome, err)
+	return served, err
+}
+
+func (b *backend) serveToken(ctx context.Context) (servedToken, error) {
+	cache, err := b.loadTokenCache(ctx)
 	if err != nil {
 		return servedToken{}, err
 	}
@@ -184,22 +171,15 @@ func (b *backend) readToken(ctx context.Context, req *logical.Request) (servedTo
 }
 
 // loadTokenCache returns the mount's cache, building it from storage if
-// needed. Concurrent callers share one build, which runs without b.mu (a
-// ca_cert is parsed, storage read), and the result is installed only if no
-// config write, delete or invalidation came in meanwhile; otherwise the
-// build starts over from the new storage, a few times at most.
-func (b *backend) loadTokenCache(ctx context.Context, req *logical.Request) (*tokenCache, error) {
-	// The build is shared: one reader giving up must not fail the others,
-	// so it runs detached, and each caller waits only as long as its own
-	// request may.
+// needed: callers share one detached build and each waits only as long as
+// its request may; a build overtaken by a change starts over.
+func (b *backend) loadTokenCache(ctx context.Context) (*tokenCache, error) {
 	build := context.WithoutCancel(ctx)
 	for range 5 {
 		if c := b.tokens.Load(); c != nil {
 			return c, nil
 		}
-		done := b.loading.DoChan("cache", func() (any, error) {
-			return b.buildAndInstall(build, req.Storage, req.MountPoint)
-		})
+		done := b.loading.DoChan("cache", func() (any, error) { return b.buildAndInstall(build) })
 		var built singleflight.Result
 		select {
 		case built = <-done:
@@ -216,23 +196,21 @@ func (b *backend) loadTokenCache(ctx context.Context, req *logical.Request) (*to
 	return nil, errMountReconfigured
 }
 
-// buildAndInstall builds a cache from the stored config and installs it. It
-// returns nil when the cache changed while it built, for the caller to look
-// again.
-func (b *backend) buildAndInstall(ctx context.Context, s logical.Storage, mount string) (*tokenCache, error) {
+// buildAndInstall returns nil when the slot changed while it built.
+func (b *backend) buildAndInstall(ctx context.Context) (*tokenCache, error) {
 	swaps := b.swaps.Load()
-	cfg, err := readConfig(ctx, s)
+	cfg, err := readConfig(ctx, b.store.storage)
 	if err != nil {
 		return nil, err
 	}
 	if cfg == nil {
 		return nil, errNotConfigured
 	}
-	c, err := b.newTokenCache(cfg, mount)
+	c, err := b.newTokenCache(cfg)
 	if err != nil {
 		return nil, err
 	}
-	b.store.restore(ctx, s, c)
+	c.restore(b.store.load(ctx))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.stopped.Load() {
@@ -247,35 +225,89 @@ func (b *backend) buildAndInstall(ctx context.Context, s logical.Storage, mount 
 	return c, nil
 }
 
-// newTokenCache builds a cache for cfg, not yet the mount's. Its log lines
-// name the mount, as one plugin process serves every mount.
-func (b *backend) newTokenCache(cfg *manusConfig, mount string) (*tokenCache, error) {
+func (b *backend) newTokenCache(cfg *manusConfig) (*tokenCache, error) {
 	if err := b.allowedBaseURLs.permit(cfg.BaseURL); err != nil {
 		return nil, fmt.Errorf("the stored config cannot be used, and nothing is sent: %w", err)
 	}
-	logger := b.mountLogger(mount)
+	logger := b.log()
 	client, err := newManusClient(cfg, b.clock, logger)
 	if err != nil {
 		return nil, err
 	}
-	m := &minter{client: client, clientID: cfg.loggableClientID(), logger: logger, stats: b.stats, policy: b.retry, clock: b.clock}
-	return newTokenCache(cfg, m, b.clock, tokenCacheOptions{
+	return newTokenCache(cfg, cacheParts{
+		minter: &minter{client: client, clientID: cfg.shownClientID(), logger: logger, stats: b.stats, policy: b.retry, clock: b.clock},
 		client: client,
 		node:   b.node,
 		store:  b.store,
-		stats:  b.stats,
+		clock:  b.clock,
 		logger: logger,
 	}), nil
 }
 
-// mountLogger is the backend's logger with the mount path on every line.
-func (b *backend) mountLogger(mount string) hclog.Logger {
-	return b.Logger().With("mount", mount)
+// commitConfig stores cfg over base and makes cache, with the token its
+// verification minted, the mount's.
+func (b *backend) commitConfig(ctx context.Context, s logical.Storage, base, cfg *manusConfig, cache *tokenCache, verified *accessToken) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.writeConfigOverLocked(ctx, s, base, cfg); err != nil {
+		return err
+	}
+	b.store.forget(ctx)
+	if verified != nil {
+		cache.take(verified) // persisted only now that its config is stored
+	}
+	b.swapTokenCacheLocked(cache, errMountReconfigured)
+	return nil
 }
 
-// replaceTokenCache installs c (nil to drop the cache) and closes the old
-// one, telling readers waiting on its mint why.
-func (b *backend) replaceTokenCache(c *tokenCache, why *cacheClosedError) {
+// commitReadMode stores cfg, which differs from base in the read mode only:
+// the generation, the stored and the cached token stay.
+func (b *backend) commitReadMode(ctx context.Context, s logical.Storage, base, cfg *manusConfig) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.writeConfigOverLocked(ctx, s, base, cfg); err != nil {
+		return err
+	}
+	if c := b.tokens.Load(); c != nil && c.config().Generation == cfg.Generation {
+		c.setReadMode(cfg.LeasedReads)
+	}
+	return nil
+}
+
+func (b *backend) deleteConfig(ctx context.Context, s logical.Storage) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := s.Delete(ctx, configStorageKey)
+	if b.node.noteStorageError(err) {
+		return errForwardWrite
+	}
+	if err != nil {
+		return fmt.Errorf("deleting config: %w", err)
+	}
+	b.store.forget(ctx)
+	b.swapTokenCacheLocked(nil, errConfigDeleted)
+	return nil
+}
+
+// writeConfigOverLocked stores cfg if the stored config is still base; every
+// stored write changes it, so this sees any write that got in.
+func (b *backend) writeConfigOverLocked(ctx context.Context, s logical.Storage, base, cfg *manusConfig) error {
+	current, err := readConfig(ctx, s)
+	switch {
+	case err != nil:
+		return err
+	case !sameConfig(current, base):
+		return errConfigConflict
+	}
+	err = writeConfig(ctx, s, cfg)
+	if b.node.noteStorageError(err) {
+		return errForwardWrite
+	}
+	return err
+}
+
+// swapTokenCache installs c (nil: none) and closes the old cache with why.
+func (b *backend) swapTokenCache(c *tokenCache, why *cacheClosedError) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.swapTokenCacheLocked(c, why)
@@ -283,12 +315,36 @@ func (b *backend) replaceTokenCache(c *tokenCache, why *cacheClosedError) {
 
 func (b *backend) swapTokenCacheLocked(c *tokenCache, why *cacheClosedError) {
 	b.swaps.Add(1)
-	if c != nil {
-		c.installed.Store(true)
-	}
 	if old := b.tokens.Swap(c); old != nil {
 		old.close(why)
 	}
+}
+
+// view is the mount now, for status and metrics.
+func (b *backend) view() mountView {
+	v := mountView{now: b.clock(), stats: b.stats, last: b.stats.lastFailure(), role: b.node.role(), canMint: b.node.mayWrite(), grantedLeaseTTL: b.grantedLeaseTTL}
+	if c := b.tokens.Load(); c != nil {
+		v.cfg, v.cache = c.config(), c.snapshot()
+	}
+	return v
+}
+
+// grantedLeaseTTL is the lease Vault grants a read asking for ttl: core caps
+// it with framework.CalculateTTL and the same system view.
+func (b *backend) grantedLeaseTTL(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return 0
+	}
+	granted, _, err := framework.CalculateTTL(b.System(), 0, ttl, 0, ttl, 0, time.Time{})
+	if err != nil {
+		return ttl
+	}
+	return granted
+}
+
+// responseField describes a field of an answer, for the OpenAPI document.
+func responseField(t framework.FieldType, name, desc string) *framework.FieldSchema {
+	return &framework.FieldSchema{Type: t, Description: desc, DisplayAttrs: &framework.DisplayAttributes{Name: name}}
 }
 
 const backendHelp = `

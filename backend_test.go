@@ -271,7 +271,7 @@ func TestReadThatCannotLoadTheCacheCountsAsFailed(t *testing.T) {
 	if _, err := e.request(logical.ReadOperation, "token", nil); err == nil {
 		t.Fatal("a read with an unloadable ca_cert succeeded")
 	}
-	if got := e.b.stats.readsFailed.Load(); got != 1 {
+	if got := e.b.stats.reads.failed.Load(); got != 1 {
 		t.Fatalf("failed reads = %d, want 1", got)
 	}
 }

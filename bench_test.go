@@ -84,7 +84,7 @@ func BenchmarkTokenReadColdMint(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		e.b.replaceTokenCache(nil, errMountReconfigured)
+		e.b.swapTokenCache(nil, errMountReconfigured)
 		if _, err := e.b.HandleRequest(ctx, req); err != nil {
 			b.Fatal(err)
 		}
@@ -98,16 +98,16 @@ func BenchmarkTokenReadColdMint(b *testing.B) {
 // BenchmarkTokenCacheHit is the cache alone, without the framework: the part
 // of a read the plugin's own code costs.
 func BenchmarkTokenCacheHit(b *testing.B) {
-	e, req := benchEnv(b)
+	e, _ := benchEnv(b)
 	ctx := context.Background()
-	cache, err := e.b.loadTokenCache(ctx, req)
+	cache, err := e.b.loadTokenCache(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if tok, _, err := cache.token(ctx); err != nil || tok == nil {
+		if tok, _, _, err := cache.token(ctx); err != nil || tok == nil {
 			b.Fatal("no token")
 		}
 	}

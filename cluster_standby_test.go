@@ -110,8 +110,8 @@ func TestStandbyServesTheActiveNodesToken(t *testing.T) {
 			if status["token_source"] != "storage" || status["token_loaded_at"] == nil {
 				t.Fatalf("status on the standby: token_source %v, token_loaded_at %v", status["token_source"], status["token_loaded_at"])
 			}
-			if want := map[bool]int64{true: 1, false: 0}[mode.leased]; status["reads_forwarded"] != want {
-				t.Fatalf("reads_forwarded = %v, want %d", status["reads_forwarded"], want)
+			if want := map[bool]int64{true: 1, false: 0}[mode.leased]; status["reads_forwarded_for_lease"] != want || status["reads_forwarded_for_mint"] != int64(0) {
+				t.Fatalf("reads_forwarded_for_lease = %v (want %d), reads_forwarded_for_mint = %v (want 0)", status["reads_forwarded_for_lease"], want, status["reads_forwarded_for_mint"])
 			}
 		})
 	}

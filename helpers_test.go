@@ -371,3 +371,17 @@ func (e *testEnv) withSystemView(sys logical.SystemView) {
 	e.b = e.newBackend()
 	old.Clean(context.Background())
 }
+
+// readStoredToken reads the mount's stored token from s, as another node
+// or a restart would find it.
+func readStoredToken(ctx context.Context, s logical.Storage) (*storedToken, error) {
+	return (&tokenStore{storage: s}).read(ctx)
+}
+
+func writeStoredToken(ctx context.Context, s logical.Storage, st storedToken) error {
+	entry, err := logical.StorageEntryJSON(tokenStorageKey, st)
+	if err != nil {
+		return err
+	}
+	return s.Put(ctx, entry)
+}

@@ -20,27 +20,26 @@ import (
 )
 
 const (
-	// tokenEndpointPath is appended to base_url; it is the only Manus
-	// endpoint the plugin calls to mint tokens.
+	// tokenEndpointPath is appended to base_url to mint tokens.
 	tokenEndpointPath = "/api/user/manage/v1/oauth/token" //nolint:gosec // G101: a URL path, not a credential
 
-	// usersEndpointPath is what the status probe calls with the token, the
-	// endpoint family the token exists for.
+	// usersEndpointPath is what the status probe calls with the token.
 	usersEndpointPath = "/api/user/manage/v1/users"
 
-	// maxTokenResponseBytes caps what the plugin reads of a token response
-	// (and of the users API's answer to the probe), and
-	// maxResponseHeaderBytes the status line and headers of either. Real
-	// answers are a few hundred bytes; the caps keep a misbehaving upstream
-	// or proxy from making the plugin buffer, and search for the secret,
-	// megabytes.
+	// maxTokenResponseBytes and maxResponseHeaderBytes cap what the client
+	// reads of an answer's body and of its status line and headers: real
+	// ones are a few hundred bytes, and all of it is searched for the secret.
 	maxTokenResponseBytes  = 64 << 10
 	maxResponseHeaderBytes = 16 << 10
 )
 
-// manusClient mints access tokens from the Manus token endpoint with the
-// OAuth2 client-credentials grant. It holds one mount's credentials and a
-// transport whose idle connections are reused between mints.
+// tokenURLOf is where a config with baseURL sends the credentials.
+func tokenURLOf(baseURL string) string {
+	return strings.TrimRight(baseURL, "/") + tokenEndpointPath
+}
+
+// manusClient mints tokens with the OAuth2 client-credentials grant, for one
+// mount, reusing its idle connections between mints.
 type manusClient struct {
 	oauth          clientcredentials.Config
 	redactor       *redactor // takes the secret out of upstream text
@@ -52,9 +51,8 @@ type manusClient struct {
 	logger         hclog.Logger
 }
 
-// newManusClient builds the client for cfg: the client reads the config,
-// the config knows nothing of the client. logger takes its debug notes
-// about odd but usable token responses.
+// newManusClient builds the client for cfg; logger takes its notes about
+// odd but usable token responses.
 func newManusClient(cfg *manusConfig, clock func() time.Time, logger hclog.Logger) (*manusClient, error) {
 	transport, err := newTransport(cfg.CACert)
 	if err != nil {
@@ -73,8 +71,8 @@ func newManusClient(cfg *manusConfig, clock func() time.Time, logger hclog.Logge
 	}, nil
 }
 
-// withheldClientID is the client ID if reads and logs withhold it (it may be
-// a pasted secret), for upstream text to be rid of it too; else "".
+// withheldClientID is the client ID if reads and logs withhold it, so it is
+// removed from upstream text too; else "".
 func withheldClientID(cfg *manusConfig) string {
 	if cfg.clientIDLooksLikeOne() {
 		return ""
@@ -82,24 +80,20 @@ func withheldClientID(cfg *manusConfig) string {
 	return cfg.ClientID
 }
 
-// clientCredentialsConfig is the OAuth2 client-credentials exchange (RFC 6749
-// section 4.4) with the Manus token endpoint at tokenURL.
+// clientCredentialsConfig is the exchange of RFC 6749 section 4.4.
 func clientCredentialsConfig(clientID, clientSecret, tokenURL string) clientcredentials.Config {
 	return clientcredentials.Config{
 		ClientID:     clientID,
 		ClientSecret: clientSecret,
 		TokenURL:     tokenURL,
-		// Manus takes the credentials in the form body only. The
-		// auto-detect default would try HTTP Basic first and send every
-		// failing request twice.
+		// The form body only: auto-detect would try HTTP Basic first
+		// and send every failing request twice.
 		AuthStyle: oauth2.AuthStyleInParams,
 	}
 }
 
-// newTransport builds the HTTP transport for one mount. The proxy settings
-// are read from the environment when the transport is built, so
-// `vault plugin register -env HTTPS_PROXY=...` applies on the next config
-// load without a process-wide cache.
+// newTransport builds one mount's transport, reading the proxy settings
+// (`vault plugin register -env HTTPS_PROXY=...`) when it is built.
 func newTransport(caPEM string) (*http.Transport, error) {
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caPEM != "" {
@@ -125,9 +119,8 @@ func newTransport(caPEM string) (*http.Transport, error) {
 	}, nil
 }
 
-// certPoolWith returns the system roots plus the given PEM certificates, so a
-// CA for a TLS-intercepting proxy adds to the public roots rather than
-// replacing them.
+// certPoolWith is the system roots plus the given certificates: a proxy's CA
+// adds to the public roots rather than replacing them.
 func certPoolWith(caPEM string) (*x509.CertPool, error) {
 	certs, err := loadCACert(caPEM)
 	if err != nil {
@@ -143,18 +136,17 @@ func certPoolWith(caPEM string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// close releases the idle connections of a client that is being replaced,
-// so a replaced config leaves no upstream connection (and its goroutines)
-// open until the idle timeout.
+// close releases the idle connections of a client being replaced, rather
+// than leave them (and their goroutines) until the idle timeout.
 func (c *manusClient) close() {
 	if t, ok := c.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}
 }
 
-// mintToken makes one token request. It never returns the upstream body or
-// an oauth2 error text, both of which can carry the request form: every
-// failure is an *upstreamError built from what the exchange recorded.
+// mintToken makes one token request. Every failure is an *upstreamError
+// built from what the exchange recorded, never the body or oauth2's error
+// text, which can carry the request form.
 func (c *manusClient) mintToken(ctx context.Context) (*accessToken, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
 	defer cancel()
@@ -170,14 +162,13 @@ func (c *manusClient) mintToken(ctx context.Context) (*accessToken, error) {
 	return c.acceptToken(tok, exchange, sentAt)
 }
 
-// acceptToken checks a token oauth2 parsed and anchors its expiry at the time
-// the request was sent, which errs on the early side by the round trip.
+// acceptToken checks a token oauth2 parsed and anchors its expiry at the
+// time the request was sent: early by the round trip, never late.
 func (c *manusClient) acceptToken(tok *oauth2.Token, exchange *recordedExchange, sentAt time.Time) (*accessToken, error) {
 	if err := c.checkTokenType(tok.TokenType, exchange); err != nil {
 		return nil, err
 	}
-	// A duration between two readings of the real clock: oauth2 stamps
-	// Expiry with time.Now when the answer arrives.
+	// oauth2 stamps Expiry with the real clock when the answer arrives.
 	lifetime, err := tokenLifetime(tok, time.Now())
 	if err != nil {
 		return nil, c.badResponse(exchange, err.Error())
@@ -185,12 +176,9 @@ func (c *manusClient) acceptToken(tok *oauth2.Token, exchange *recordedExchange,
 	return newAccessToken(tok.AccessToken, sentAt, lifetime), nil
 }
 
-// checkTokenType accepts Bearer in any letter case (RFC 6749 section 5.1:
-// the type is case insensitive) and a token_type that is missing or null.
-// The vendor page lists token_type without marking it required, and gateways
-// that drop null fields exist, so its absence is taken as Bearer, the only
-// type Manus issues. A type that is present and different (DPoP, MAC, "")
-// cannot be used as "Authorization: Bearer" and fails the mint.
+// checkTokenType accepts Bearer in any case (RFC 6749 section 5.1) and a
+// missing or null token_type (the vendor does not mark it required, and
+// gateways drop nulls); another type cannot be sent as a bearer token.
 func (c *manusClient) checkTokenType(tokenType string, exchange *recordedExchange) error {
 	switch {
 	case strings.EqualFold(tokenType, "Bearer"):
@@ -249,16 +237,13 @@ func (c *manusClient) badResponse(exchange *recordedExchange, why string) error 
 	return &upstreamError{kind: failBadResponse, tokenURL: c.tokenURL, status: exchange.status, detail: c.redact(why)}
 }
 
-// redact removes the client secret (and a withheld client ID), in every
-// encoding a form echo could use, from text that came from upstream.
 func (c *manusClient) redact(text string) string {
 	return c.redactor.redact(text)
 }
 
-// quote is upstream text made fit for a message: the client secret and
-// token (if any: the probe's redactor) removed first, then shortened to at
-// most limit bytes. Shortening first could cut a secret so that what is left
-// of it no longer looks like it.
+// quote is upstream text fit for a message: redacted (of the probe's token
+// too, if given), then shortened; the other way round could leave part of
+// a secret.
 func (c *manusClient) quote(text string, token *redactor, limit int) string {
 	text = c.redact(text)
 	if token != nil {
@@ -267,9 +252,8 @@ func (c *manusClient) quote(text string, token *redactor, limit int) string {
 	return shorten(text, limit)
 }
 
-// safeCode drops an error code that carries part of the client secret: an
-// upstream that echoes the form into its "error" field would otherwise put
-// the secret, upper-cased, into every message and log line.
+// safeCode drops an error code that carries part of the secret, as an
+// upstream echoing the form into its "error" field would.
 func (c *manusClient) safeCode(code string) string {
 	if code != "" && c.redactor.holdsFragment(code) {
 		return ""
@@ -285,13 +269,11 @@ func isTimeout(ctx context.Context, err error) bool {
 	return errors.As(err, &netErr) && netErr.Timeout()
 }
 
-// maxReasonLength is how much of a transport's reason for a failure an
-// error shows.
+// maxReasonLength is how much of a transport's reason an error shows.
 const maxReasonLength = 300
 
-// connectionReason keeps the transport's own reason (refused, no such host,
-// certificate problems) without the URL wrapper around it. It is upstream
-// text (a malformed answer is quoted in it): quote it before use.
+// connectionReason is the transport's reason without its URL wrapper; it
+// can quote a malformed answer, so quote it before use.
 func connectionReason(err error) string {
 	var urlErr *url.Error
 	if errors.As(err, &urlErr) {
@@ -300,13 +282,12 @@ func connectionReason(err error) string {
 	return err.Error()
 }
 
-// refuseRedirects makes a client return a redirect instead of following it:
-// following would re-send the token form (secret included) or the bearer
-// token to wherever it points, and neither endpoint has reason to redirect.
+// refuseRedirects: following would re-send the form (secret included) or
+// the bearer token wherever the redirect points.
 func refuseRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// probeResult is what the status probe learned from the users endpoint:
-// never any of the response body beyond its error code.
+// probeResult is what the status probe learned: nothing of the body but
+// its error code.
 type probeResult struct {
 	httpStatus int
 	code       string
@@ -314,15 +295,12 @@ type probeResult struct {
 	err        error
 }
 
-// accepted reports whether the users API took the token.
 func (r probeResult) accepted() bool { return r.httpStatus >= 200 && r.httpStatus < 300 }
 
-// rejectsToken reports whether the users API refused the token itself (401),
-// as opposed to refusing the request or failing.
+// rejectsToken reports a 401: the token itself refused.
 func (r probeResult) rejectsToken() bool { return r.httpStatus == http.StatusUnauthorized }
 
-// probeUsers calls GET /api/user/manage/v1/users?limit=1 with token, to
-// prove the credential end to end.
+// probeUsers calls GET /api/user/manage/v1/users?limit=1 with token.
 func (c *manusClient) probeUsers(ctx context.Context, token string) probeResult {
 	ctx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
 	defer cancel()
@@ -342,8 +320,6 @@ func (c *manusClient) probeUsers(ctx context.Context, token string) probeResult 
 		if isTimeout(ctx, err) {
 			result.err = fmt.Errorf("no answer from %s within %s (request_timeout)", usersURL, c.attemptTimeout)
 		} else {
-			// A broken answer can quote what was sent: the token as well
-			// as the secret come out of the reason.
 			result.err = fmt.Errorf("could not reach %s: %s", usersURL, c.quote(connectionReason(err), tokenRedactor, maxReasonLength))
 		}
 		return result

@@ -8,8 +8,14 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// retryPolicy bounds how hard one mint tries. The budget keeps a mint,
-// retries included, well inside Vault's default 90s request limit.
+// tokenMinter makes a token: one request (*manusClient) or with retries
+// (*minter).
+type tokenMinter interface {
+	mintToken(ctx context.Context) (*accessToken, error)
+}
+
+// retryPolicy bounds one mint, whose budget keeps it inside Vault's 90 s
+// request limit.
 type retryPolicy struct {
 	attempts  int           // total attempts per mint
 	baseDelay time.Duration // before the second attempt, doubled after
@@ -28,8 +34,8 @@ var defaultRetryPolicy = retryPolicy{
 	sleep:     sleepContext,
 }
 
-// delay is the jittered exponential back-off before attempt n+1 (n >= 1):
-// a random point in the upper half of base*2^(n-1), capped at maxDelay.
+// delay is the jittered back-off before attempt n+1: the upper half of
+// base*2^(n-1), capped.
 func (p retryPolicy) delay(n int) time.Duration {
 	d := cappedDoubling(p.baseDelay, p.maxDelay, n-1)
 	return d/2 + rand.N(d/2+1) //nolint:gosec // G404: jitter needs spread, not unpredictability
@@ -46,8 +52,7 @@ func sleepContext(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// minter mints a token for the cache: it retries transient failures, logs
-// each mint and failure, and counts them. It never logs a token or secret.
+// minter retries transient failures, and logs and counts each mint.
 type minter struct {
 	client   tokenMinter // one attempt
 	clientID string      // as safe to log
@@ -91,16 +96,14 @@ func (m *minter) mintToken(ctx context.Context) (*accessToken, error) {
 	}
 }
 
-// nextDelay decides whether attempt n's failure is worth another attempt and
-// how long to wait first. Only transient failures are retried, never an
-// answer that says the request or credentials are wrong.
+// nextDelay decides whether a transient failure gets another attempt, and
+// after how long.
 func (m *minter) nextDelay(ctx context.Context, err error, attempt int) (time.Duration, bool) {
 	upErr, ok := asUpstreamError(err)
 	if attempt >= m.policy.attempts || !ok || !upErr.retryable() || ctx.Err() != nil {
 		return 0, false
 	}
-	// A Retry-After longer than our own longest pause ends this mint; the
-	// failure back-off then keeps reads from asking again too soon.
+	// A longer Retry-After ends the mint; the failure back-off honours it.
 	if upErr.retryAfter > m.policy.maxDelay {
 		return 0, false
 	}
@@ -112,12 +115,10 @@ func (m *minter) nextDelay(ctx context.Context, err error, attempt int) (time.Du
 	return delay, true
 }
 
-// since is the time elapsed since t for a log line. Durations are logged as
-// strings: through the plugin's JSON log stream Vault would show numbers of
-// nanoseconds.
+// since is a log line's duration, as a string: through the plugin's JSON
+// log stream Vault would show nanoseconds.
 func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }
 
-// failureFields describes an error for a structured log line.
 func failureFields(err error) []any {
 	upErr, ok := asUpstreamError(err)
 	if !ok {
@@ -131,14 +132,4 @@ func failureFields(err error) []any {
 		fields = append(fields, "manus_code", upErr.code)
 	}
 	return fields
-}
-
-// cappedDoubling is first doubled n times (n <= 0: first), at most limit.
-// The loop stops at the limit, so no n can overflow it.
-func cappedDoubling(first, limit time.Duration, n int) time.Duration {
-	d := first
-	for ; n > 0 && d < limit; n-- {
-		d *= 2
-	}
-	return min(d, limit)
 }

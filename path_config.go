@@ -2,10 +2,14 @@ package manus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,12 +35,10 @@ func (b *backend) pathConfig() *framework.Path {
 				},
 			},
 			logical.CreateOperation: &framework.PathOperation{
-				Callback:     b.pathConfigWrite,
-				Summary:      "Store the Manus credential; by default it is verified by minting a token first.",
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
-				Responses:    configWriteResponses(),
-				// Writes always store (and may mint): only the node that
-				// may write does them (cluster.go).
+				Callback:                    b.pathConfigWrite,
+				Summary:                     "Store the Manus credential; by default it is verified by minting a token first.",
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses:                   configWriteResponses(),
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
@@ -112,21 +114,14 @@ func configFields() map[string]*framework.FieldSchema {
 	}
 }
 
-// configWriteResponses describe a stored write's answer: where the client
-// secret goes.
 func configWriteResponses() map[int][]framework.Response {
-	field := func(t framework.FieldType, name, desc string) *framework.FieldSchema {
-		return &framework.FieldSchema{Type: t, Description: desc, DisplayAttrs: &framework.DisplayAttributes{Name: name}}
-	}
 	return map[int][]framework.Response{http.StatusOK: {{Description: "Stored (or, for a write of the stored values, nothing to store).", Fields: map[string]*framework.FieldSchema{
-		"token_url":     field(framework.TypeString, "Token URL", "The token endpoint the client secret is sent to: base_url + "+tokenEndpointPath+"."),
-		"trusted_roots": field(framework.TypeString, "Trusted roots", "What the endpoint's TLS certificate is checked against: the system roots, and ca_cert's certificates by subject if it is set."),
-		"verified":      field(framework.TypeBool, "Verified", "Whether this write minted a token there before storing (verify_credentials=true and something that mints changed)."),
+		"token_url":     responseField(framework.TypeString, "Token URL", "The token endpoint the client secret is sent to: base_url + "+tokenEndpointPath+"."),
+		"trusted_roots": responseField(framework.TypeString, "Trusted roots", "What the endpoint's TLS certificate is checked against: the system roots, and ca_cert's certificates by subject if it is set."),
+		"verified":      responseField(framework.TypeBool, "Verified", "Whether this write minted a token there before storing (verify_credentials=true and something that mints changed)."),
 	}}}}
 }
 
-// configResponseFields are the fields a config read returns: all stored
-// settings except the secret.
 func configResponseFields() map[string]*framework.FieldSchema {
 	fields := configFields()
 	delete(fields, "client_secret")
@@ -154,13 +149,8 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 	}}, nil
 }
 
-// pathConfigWrite merges the written fields over the stored config, checks
-// the result (and by default the credentials themselves), and only then
-// stores it. Any failure leaves the stored config as it was.
-//
-// Verification can take a whole mint (up to 45s), so it runs without the
-// backend lock: reads keep using the current cache meanwhile. The lock is
-// taken only to store, after checking nobody else stored a config since.
+// pathConfigWrite merges, checks and (by default) verifies a write, without
+// the backend lock, then commits it; a failure leaves the config as it was.
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, data *framework.FieldData) (*logical.Response, error) {
 	if !b.node.mayWrite() {
 		return nil, errForwardWrite
@@ -168,54 +158,53 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, dat
 	if err := rejectUnknownFields(data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	base, cfg, err := mergeConfigWrite(ctx, req.Storage, data, b.allowedBaseURLs)
-	if err != nil {
-		var fieldErr *fieldError
-		if errors.As(err, &fieldErr) {
-			return logical.ErrorResponse(err.Error()), nil
-		}
-		return nil, err
+	base, cfg, err := b.mergeConfigWrite(ctx, req.Storage, data)
+	if resp, err := answerWriteError(err); resp != nil || err != nil {
+		return resp, err
 	}
-	logger := b.mountLogger(req.MountPoint)
+	logger := b.log()
 	switch {
 	case sameConfig(cfg, base):
 		logger.Info("config written with the values it already had; nothing stored, cached token kept")
 		return configWritten(cfg, false), nil
 	case base != nil && cfg.sameUpstreamAs(base):
-		return b.storeReadMode(ctx, req, base, cfg)
+		if err := b.commitReadMode(ctx, req.Storage, base, cfg); err != nil {
+			return answerWriteError(err)
+		}
+		logger.Info("config written; read mode set, cached token kept", "leased_reads", cfg.LeasedReads)
+		return configWritten(cfg, false), nil
 	}
 	cfg.Generation = newConfigGeneration()
-
-	cache, err := b.newTokenCache(cfg, req.MountPoint)
+	cache, err := b.newTokenCache(cfg)
 	if err != nil {
 		return nil, err
 	}
-	verify := data.Get("verify_credentials").(bool)
 	var verified *accessToken
+	verify := data.Get("verify_credentials").(bool)
 	if verify {
-		if verified, err = cache.mintNow(ctx); err != nil {
+		if verified, err = cache.minter.mintToken(ctx); err != nil {
 			cache.close(errMountReconfigured)
 			return verificationFailure(err)
 		}
 	}
-	if resp, err := b.storeConfig(ctx, req, base, cfg, cache); resp != nil || err != nil {
+	if err := b.commitConfig(ctx, req.Storage, base, cfg, cache, verified); err != nil {
 		cache.close(errMountReconfigured)
-		return resp, err
+		return answerWriteError(err)
 	}
-	// The verified token becomes the cached one; it is persisted only now
-	// that its config is stored, so a failed write cannot replace the
-	// stored one. The cache was not the mount's when it minted, so this is
-	// the token's one write.
-	if verified != nil {
-		b.store.persist(logger, verified, cfg.Generation)
-	}
-	logger.Info("config written; cached token replaced", "client_id", cfg.loggableClientID(), "base_url", cfg.BaseURL, "verified", verify)
+	logger.Info("config written; cached token replaced", "client_id", cfg.shownClientID(), "base_url", cfg.BaseURL, "verified", verify)
 	return configWritten(cfg, verify), nil
 }
 
-// configWritten answers a stored config write: where the client secret is
-// sent (and was, if verified), so the writer sees the destination they
-// confirmed, and the config's warnings.
+// answerWriteError turns what the writer must change into a 400.
+func answerWriteError(err error) (*logical.Response, error) {
+	var fieldErr *fieldError
+	if errors.As(err, &fieldErr) || errors.Is(err, errConfigConflict) {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	return nil, err
+}
+
+// configWritten shows the writer where the secret goes, and the warnings.
 func configWritten(cfg *manusConfig, verified bool) *logical.Response {
 	resp := &logical.Response{Data: map[string]any{
 		"token_url":     tokenURLOf(cfg.BaseURL),
@@ -228,10 +217,9 @@ func configWritten(cfg *manusConfig, verified bool) *logical.Response {
 	return resp
 }
 
-// mergeConfigWrite returns the stored config (nil if none) and the config a
-// write would store: the written fields over the stored ones, checked. A
-// *fieldError names what the writer must change.
-func mergeConfigWrite(ctx context.Context, s logical.Storage, data *framework.FieldData, allowed allowedBaseURLs) (base, cfg *manusConfig, err error) {
+// mergeConfigWrite returns the stored config (nil: none) and the checked
+// config the write would store.
+func (b *backend) mergeConfigWrite(ctx context.Context, s logical.Storage, data *framework.FieldData) (base, cfg *manusConfig, err error) {
 	if base, err = readConfig(ctx, s); err != nil {
 		return nil, nil, err
 	}
@@ -245,68 +233,14 @@ func mergeConfigWrite(ctx context.Context, s logical.Storage, data *framework.Fi
 	if err := cfg.validate(); err != nil {
 		return nil, nil, err
 	}
-	if err := allowed.permit(cfg.BaseURL); err != nil {
+	if err := b.allowedBaseURLs.permit(cfg.BaseURL); err != nil {
 		return nil, nil, err
 	}
 	written := func(field string) bool { _, ok := data.GetOk(field); return ok }
-	if err := checkSecretDestination(base, cfg, written); err != nil {
-		return nil, nil, err
-	}
-	return base, cfg, nil
+	return base, cfg, checkSecretDestination(base, cfg, written)
 }
 
-// storeConfig writes cfg and installs its cache, unless the stored config is
-// no longer base (another write got in while this one was verified).
-func (b *backend) storeConfig(ctx context.Context, req *logical.Request, base, cfg *manusConfig, cache *tokenCache) (*logical.Response, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if resp, err := b.writeConfigOverLocked(ctx, req, base, cfg); resp != nil || err != nil {
-		return resp, err
-	}
-	b.store.forget(ctx, req.Storage)
-	b.swapTokenCacheLocked(cache, errMountReconfigured)
-	return nil, nil
-}
-
-// writeConfigOverLocked stores cfg if the stored config is still base, and
-// otherwise stores nothing and answers why. Every stored write changes the
-// config, so comparing whole configs sees every write that got in. b.mu
-// must be held.
-func (b *backend) writeConfigOverLocked(ctx context.Context, req *logical.Request, base, cfg *manusConfig) (*logical.Response, error) {
-	current, err := readConfig(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
-	if !sameConfig(current, base) {
-		return logical.ErrorResponse("nothing was stored: another write changed this mount's config in the meantime (while this one was being verified); read the config and write again"), nil
-	}
-	err = writeConfig(ctx, req.Storage, cfg)
-	if b.node.noteStorageError(err) {
-		return nil, errForwardWrite
-	}
-	return nil, err
-}
-
-// storeReadMode stores a config that differs from the stored one in the read
-// mode only. Nothing upstream changed, so there is nothing to verify: it
-// keeps the generation (and so the persisted token other nodes restore), and
-// the cached token, whose next read answers in the new mode.
-func (b *backend) storeReadMode(ctx context.Context, req *logical.Request, base, cfg *manusConfig) (*logical.Response, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if resp, err := b.writeConfigOverLocked(ctx, req, base, cfg); resp != nil || err != nil {
-		return resp, err
-	}
-	if c := b.tokens.Load(); c != nil && c.config().Generation == cfg.Generation {
-		c.setReadMode(cfg.LeasedReads)
-	}
-	b.mountLogger(req.MountPoint).Info("config written; read mode set, cached token kept", "leased_reads", cfg.LeasedReads)
-	return configWritten(cfg, false), nil
-}
-
-// applyConfigFields copies the fields present in the request onto cfg; absent
-// fields keep their current values. A ca_cert is checked here and kept in
-// its canonical form: its certificates, re-encoded, and nothing else.
+// applyConfigFields copies the fields written onto cfg.
 func applyConfigFields(cfg *manusConfig, data *framework.FieldData) error {
 	if v, ok := data.GetOk("client_id"); ok {
 		cfg.ClientID = v.(string)
@@ -317,8 +251,13 @@ func applyConfigFields(cfg *manusConfig, data *framework.FieldData) error {
 	if v, ok := data.GetOk("base_url"); ok {
 		cfg.BaseURL = strings.TrimRight(v.(string), "/")
 	}
-	if v, ok := data.GetOk("request_timeout"); ok {
-		cfg.RequestTimeout = time.Duration(v.(int)) * time.Second
+	for field, d := range map[string]*time.Duration{"request_timeout": &cfg.RequestTimeout, "refresh_threshold": &cfg.RefreshThreshold} {
+		if v, ok := data.GetOk(field); ok {
+			if err := wholeSeconds(field, data.Raw[field]); err != nil {
+				return err
+			}
+			*d = time.Duration(v.(int)) * time.Second
+		}
 	}
 	if v, ok := data.GetOk("ca_cert"); ok {
 		canonical, err := canonicalCACert(v.(string))
@@ -327,16 +266,37 @@ func applyConfigFields(cfg *manusConfig, data *framework.FieldData) error {
 		}
 		cfg.CACert = canonical
 	}
-	if v, ok := data.GetOk("refresh_threshold"); ok {
-		cfg.RefreshThreshold = time.Duration(v.(int)) * time.Second
-	}
 	if v, ok := data.GetOk("leased_reads"); ok {
 		cfg.LeasedReads = v.(bool)
 	}
 	return nil
 }
 
-// verificationFailure reports why the credentials were not stored.
+// wholeSeconds refuses a duration the field would cut to whole seconds
+// without a word: "1.5s" would be stored as 1, "500ms" as 0.
+func wholeSeconds(field string, raw any) error {
+	var d time.Duration
+	switch v := raw.(type) {
+	case string:
+		if parsed, err := time.ParseDuration(v); err == nil {
+			d = parsed
+		} else if f, err := strconv.ParseFloat(v, 64); err == nil {
+			d = time.Duration(f * float64(time.Second))
+		}
+	case float64:
+		d = time.Duration(v * float64(time.Second))
+	case json.Number:
+		f, _ := v.Float64()
+		d = time.Duration(f * float64(time.Second))
+	}
+	if d%time.Second != 0 {
+		return &fieldError{field, fmt.Sprintf("must be a whole number of seconds, got %s", d)}
+	}
+	return nil
+}
+
+// verificationFailure is a 400 when Manus refused the credentials or
+// answered unusably, else a gateway status.
 func verificationFailure(err error) (*logical.Response, error) {
 	msg := "nothing was stored: verifying the credentials by minting a token failed: " + err.Error() +
 		" (to store settings without checking them, write again with verify_credentials=false)"
@@ -350,23 +310,14 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 	if !b.node.mayWrite() {
 		return nil, errForwardWrite
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	err := req.Storage.Delete(ctx, configStorageKey)
-	if b.node.noteStorageError(err) {
-		return nil, errForwardWrite
+	if err := b.deleteConfig(ctx, req.Storage); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("deleting config: %w", err)
-	}
-	b.store.forget(ctx, req.Storage)
-	b.swapTokenCacheLocked(nil, errConfigDeleted)
-	b.mountLogger(req.MountPoint).Info("config deleted; cached token dropped")
+	b.log().Info("config deleted; cached token dropped")
 	return nil, nil
 }
 
-// rejectUnknownFields turns the framework's "ignored parameters" warning into
-// an error: a misspelt field must not be silently dropped from a config.
+// rejectUnknownFields: a misspelt field must not be dropped with a warning.
 func rejectUnknownFields(data *framework.FieldData) error {
 	var unknown []string
 	for name := range data.Raw {
@@ -378,11 +329,7 @@ func rejectUnknownFields(data *framework.FieldData) error {
 		return nil
 	}
 	sort.Strings(unknown)
-	known := make([]string, 0, len(data.Schema))
-	for name := range data.Schema {
-		known = append(known, name)
-	}
-	sort.Strings(known)
+	known := slices.Sorted(maps.Keys(data.Schema))
 	return fmt.Errorf("unknown field(s) %s; accepted fields are %s", strings.Join(unknown, ", "), strings.Join(known, ", "))
 }
 

@@ -34,15 +34,11 @@ func (b *backend) pathMetrics() *framework.Path {
 	}
 }
 
-// pathMetricsRead answers with a raw response, which Vault passes to the
-// HTTP client as is (body, status and Content-Type) instead of wrapping it
-// in JSON. It needs no PathsSpecial entry: raw responses are allowed on any
-// path, and this one keeps requiring a Vault token like every other.
+// pathMetricsRead answers raw, which Vault passes on as is, not as JSON;
+// it still requires a Vault token.
 func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	// Load the cache from storage as the status path does, so the first
-	// scrape after a restart or reload reports the persisted token. This
-	// never mints.
-	if _, err := b.loadTokenCache(ctx, req); err != nil && !errors.Is(err, errNotConfigured) {
+	// So the first scrape after a restart shows the stored token; no mint.
+	if _, err := b.loadTokenCache(ctx); err != nil && !errors.Is(err, errNotConfigured) {
 		return nil, err
 	}
 	body, err := b.metrics.exposition()
@@ -52,8 +48,7 @@ func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, _ *
 	return &logical.Response{Data: map[string]any{
 		logical.HTTPStatusCode:  http.StatusOK,
 		logical.HTTPContentType: string(metricsFormat),
-		// Bytes, not a string: through the plugin's gRPC channel they
-		// travel base64-encoded, and Vault decodes them back.
+		// Bytes: over the plugin's gRPC channel Vault decodes them back.
 		logical.HTTPRawBody: body,
 	}}, nil
 }

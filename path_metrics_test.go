@@ -362,6 +362,7 @@ func TestMetricsShowTheReadMode(t *testing.T) {
 	for _, leased := range []bool{false, true} {
 		resp, err := e.writeConfig(map[string]any{"leased_reads": leased})
 		requireOK(t, resp, err)
-		e.readMetrics().expect(t, map[string]any{`vault_manus_leased_reads`: boolValue(leased)})
+		want := map[bool]int{false: 0, true: 1}[leased]
+		e.readMetrics().expect(t, map[string]any{`vault_manus_leased_reads`: want})
 	}
 }

@@ -228,7 +228,7 @@ func (e *testEnv) seedForProbe(baseURL, token string) {
 	e.t.Helper()
 	resp, err := e.writeConfig(map[string]any{"base_url": baseURL, "client_secret": testClientSecret, "verify_credentials": false})
 	requireOK(e.t, resp, err)
-	cache, err := e.b.loadTokenCache(context.Background(), &logical.Request{Storage: e.storage, MountPoint: "manus/"})
+	cache, err := e.b.loadTokenCache(context.Background())
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -76,23 +76,19 @@ func tokenResponseFields() map[string]*framework.FieldSchema {
 	}
 }
 
-func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	served, err := b.readToken(ctx, req)
-	if err != nil {
-		return b.failedRead(err)
+func (b *backend) pathTokenRead(ctx context.Context, _ *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	served, err := b.readToken(ctx)
+	switch {
+	case forwardReason(err) != "":
+		return nil, err
+	case errors.Is(err, errNotConfigured):
+		return logical.ErrorResponse(err.Error()), nil
+	case err != nil:
+		return nil, readFailure(err)
 	}
-	if served.leaseTTL == 0 {
-		// Never a zero TTL: Vault would apply the mount default (768h).
-		// Only a mint slower than the token's own short life gets here.
-		b.stats.readsFailed.Add(1)
-		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf(
-			"the token Manus issued expires at %s, too soon to lease; read again", served.expiresAt))
-	}
-	var resp *logical.Response
+	resp := rotatingTokenResponse(served)
 	if served.leased {
 		resp = leasedTokenResponse(served)
-	} else {
-		resp = rotatingTokenResponse(served)
 	}
 	if served.warning != "" {
 		resp.AddWarning(served.warning)
@@ -100,21 +96,6 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 	return resp, nil
 }
 
-// failedRead answers a token read that got no token: forwarded to the node
-// that can mint or lease, or failed.
-func (b *backend) failedRead(err error) (*logical.Response, error) {
-	if reason := forwardReason(err); reason != "" {
-		b.stats.recordForward(reason)
-		return nil, err
-	}
-	b.stats.readsFailed.Add(1)
-	if errors.Is(err, errNotConfigured) {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	return nil, readFailure(err)
-}
-
-// tokenData is what every token read returns about the token.
 func tokenData(served servedToken) map[string]any {
 	return map[string]any{
 		"access_token": served.token.AccessToken,
@@ -124,10 +105,8 @@ func tokenData(served servedToken) map[string]any {
 	}
 }
 
-// leasedTokenResponse wraps the token in a non-renewable lease. It builds
-// the secret itself rather than through framework.Secret.Response, whose
-// growing maps were the largest per-read allocation in the profile
-// (BENCHMARKS.md).
+// leasedTokenResponse builds the lease itself: framework.Secret.Response's
+// growing maps were the largest per-read allocation (BENCHMARKS.md).
 func leasedTokenResponse(served servedToken) *logical.Response {
 	ttl := served.leaseTTL
 	return &logical.Response{
@@ -140,14 +119,9 @@ func leasedTokenResponse(served servedToken) *logical.Response {
 	}
 }
 
-// rotatingTokenResponse answers without a Secret, so Vault registers no
-// lease, and with the fields of Vault's rotating static-secret contract, the
-// one database static roles answer with. consul-template (and so Vault
-// Agent) reads a non-leased secret that has rotation_period and ttl again
-// exactly ttl+1 seconds later (dependency/vault_common.go, leaseCheckWait).
-// Both must be JSON numbers: it asserts the type and panics on anything
-// else. rereadIn keeps ttl at a second or more, since older consul-template
-// re-reads every second on 0.
+// rotatingTokenResponse has no lease and the fields of Vault's rotating
+// static-secret contract, which consul-template (Vault Agent) re-reads ttl+1
+// seconds later; they must be JSON numbers, or it panics.
 func rotatingTokenResponse(served servedToken) *logical.Response {
 	data := tokenData(served)
 	data["ttl"] = int64(served.rereadIn / time.Second)
@@ -156,25 +130,44 @@ func rotatingTokenResponse(served servedToken) *logical.Response {
 	return &logical.Response{Data: data}
 }
 
-// readFailure gives a reader, or a refresh, the upstream failure with a
-// gateway status.
+// readFailure gives a failed read a gateway status: the reader did nothing
+// wrong.
 func readFailure(err error) error {
 	var inProgress *mintInProgressError
 	var rejected *tokenRejectedError
+	var tooSoon *tooSoonToLeaseError
 	if upErr, ok := asUpstreamError(err); ok {
 		return logical.CodedError(upErr.vaultStatus(), err.Error())
 	}
 	switch {
 	case errors.As(err, &inProgress):
 		return logical.CodedError(http.StatusGatewayTimeout, err.Error())
+	case errors.As(err, &tooSoon):
+		return logical.CodedError(http.StatusBadGateway, err.Error())
 	case isCacheClosed(err), errors.As(err, &rejected):
 		return logical.CodedError(http.StatusServiceUnavailable, err.Error())
 	}
 	return err
 }
 
-// tokenHelp states the refresh threshold and the safety margin from the
-// constants that set them.
+const secretTypeAccessToken = "manus_access_token"
+
+// secretAccessToken has no Renew: the token's expiry is fixed by Manus.
+func (b *backend) secretAccessToken() *framework.Secret {
+	return &framework.Secret{
+		Type:   secretTypeAccessToken,
+		Fields: tokenResponseFields(),
+		Revoke: b.revokeAccessToken,
+	}
+}
+
+// revokeAccessToken does nothing upstream (Manus cannot revoke a token);
+// failing would block "vault secrets disable".
+func (b *backend) revokeAccessToken(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+	b.log().Debug("token lease revoked; the shared bearer token stays valid at Manus until it expires")
+	return nil, nil
+}
+
 func tokenHelp() string {
 	return strings.TrimSpace(fmt.Sprintf(tokenHelpFormat,
 		int(defaultRefreshThreshold/time.Minute), safetyMarginFraction, int(maxSafetyMargin/time.Second)))

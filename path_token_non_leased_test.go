@@ -130,16 +130,16 @@ func TestNonLeasedStaleReadComesBackWhenAMintMayBeTried(t *testing.T) {
 		tok := e.b.tokens.Load().current.Load()
 		ttl := time.Duration(rereadTTL(t, resp)) * time.Second
 		lease := tok.leaseTTL(now)
-		if st.backoffUntil.IsZero() {
+		if st.heldOff.IsZero() {
 			t.Fatal("no back-off in force after a failed refresh")
 		}
-		want := st.backoffUntil.Sub(now)
+		want := st.heldOff.Sub(now)
 		if lease-3*time.Second < want {
 			want = lease - 3*time.Second
 		}
 		want = max((want + time.Second - 1).Truncate(time.Second), time.Second)
 		if ttl != want {
-			t.Fatalf("stale ttl = %s, want %s (back-off ends in %s, lease %s)", ttl, want, st.backoffUntil.Sub(now), lease)
+			t.Fatalf("stale ttl = %s, want %s (back-off ends in %s, lease %s)", ttl, want, st.heldOff.Sub(now), lease)
 		}
 		if now.Add(ttl + time.Second).After(tok.ExpiresAt.Add(-tok.safetyMargin())) {
 			t.Fatalf("a reader told to come back in %s+1s would hold the token past its lease", ttl)

@@ -29,8 +29,6 @@ func (b *backend) pathTokenRefresh() *framework.Path {
 				Responses: map[int][]framework.Response{
 					http.StatusOK: {{Description: "OK", Fields: tokenRefreshResponseFields()}},
 				},
-				// It always mints and stores: only the node that may
-				// write does it (cluster.go).
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},
@@ -41,28 +39,22 @@ func (b *backend) pathTokenRefresh() *framework.Path {
 }
 
 func tokenRefreshResponseFields() map[string]*framework.FieldSchema {
-	field := func(t framework.FieldType, name, desc string) *framework.FieldSchema {
-		return &framework.FieldSchema{Type: t, Description: desc, DisplayAttrs: &framework.DisplayAttributes{Name: name}}
-	}
 	return map[string]*framework.FieldSchema{
-		"minted_at":  field(framework.TypeTime, "Minted at", "When the new token was requested (RFC 3339, UTC)."),
-		"expires_at": field(framework.TypeTime, "Expires at", "When Manus stops accepting the new token (RFC 3339, UTC)."),
-		"expires_in": field(framework.TypeInt, "Expires in", "Whole seconds of life the new token has left."),
-		"refresh_at": field(framework.TypeTime, "Refresh due at", "When the new token becomes due for its next refresh."),
-		"replaced":   field(framework.TypeBool, "Replaced", fmt.Sprintf("Whether a token was minted; false when the cached one was minted less than %s ago, which the answer then describes.", shortDuration(minRefreshInterval))),
+		"minted_at":  responseField(framework.TypeTime, "Minted at", "When the new token was requested (RFC 3339, UTC)."),
+		"expires_at": responseField(framework.TypeTime, "Expires at", "When Manus stops accepting the new token (RFC 3339, UTC)."),
+		"expires_in": responseField(framework.TypeInt, "Expires in", "Whole seconds of life the new token has left."),
+		"refresh_at": responseField(framework.TypeTime, "Refresh due at", "When the new token becomes due for its next refresh."),
+		"replaced":   responseField(framework.TypeBool, "Replaced", fmt.Sprintf("Whether a token was minted; false when the cached one was minted less than %s ago, which the answer then describes.", shortDuration(minRefreshInterval))),
 	}
 }
 
-// pathTokenRefreshWrite replaces the mount's token: the cache ends any
-// back-off and mints once, shared with concurrent refreshes and with reads
-// that need a token meanwhile; the new token is cached and persisted like any
-// mint. On failure the old token stays served while it is fresh, and the
-// caller gets the mint's error as a token read would.
+// pathTokenRefreshWrite replaces the mount's token (refreshOnRequest),
+// answering its times, or the error a read would get.
 func (b *backend) pathTokenRefreshWrite(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	if !b.node.mayWrite() {
 		return nil, errForwardWrite
 	}
-	cache, err := b.loadTokenCache(ctx, req)
+	cache, err := b.loadTokenCache(ctx)
 	if err != nil {
 		if errors.Is(err, errNotConfigured) {
 			return logical.ErrorResponse(err.Error()), nil
@@ -82,7 +74,7 @@ func (b *backend) pathTokenRefreshWrite(ctx context.Context, req *logical.Reques
 		"replaced":   replaced,
 	}}
 	if replaced {
-		b.mountLogger(req.MountPoint).Info("token replaced on request", "expires_at", tok.expiresAtText())
+		b.log().Info("token replaced on request", "expires_at", tok.expiresAtText())
 	} else {
 		resp.AddWarning(fmt.Sprintf("the cached token was minted %s ago, less than %s: it is kept and nothing was minted", now.Sub(tok.MintedAt).Round(time.Second), shortDuration(minRefreshInterval)))
 	}

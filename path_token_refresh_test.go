@@ -136,7 +136,7 @@ func TestRejectedTokenIsDroppedAndReplaced(t *testing.T) {
 			if status["probe_ok"] != false || status["probe_http_status"] != http.StatusUnauthorized {
 				t.Fatalf("probe: ok %v, status %v; want a 401", status["probe_ok"], status["probe_http_status"])
 			}
-			if status["token_cached"] != false || status["token_rejections"] != 1 {
+			if status["token_cached"] != false || status["token_rejections"] != int64(1) {
 				t.Fatalf("after the 401: token_cached %v, token_rejections %v", status["token_cached"], status["token_rejections"])
 			}
 			got := e.concurrentReads(20)
@@ -148,7 +148,7 @@ func TestRejectedTokenIsDroppedAndReplaced(t *testing.T) {
 			if e.manus.Mints() != 2 {
 				t.Fatalf("%d mints, want 2: the first token and its one replacement", e.manus.Mints())
 			}
-			if st := e.readStatus(true); st["probe_ok"] != true || st["token_rejections"] != 0 {
+			if st := e.readStatus(true); st["probe_ok"] != true || st["token_rejections"] != int64(0) {
 				t.Fatalf("the replacement was not accepted: %v", st["probe_http_status"])
 			}
 		})

@@ -11,44 +11,35 @@ import (
 	"unicode/utf8"
 )
 
-// Text that came from upstream can echo the request form, and so the client
-// secret (or a client_id withheld as a possible pasted secret), or quote the
-// bearer token. Everything such text goes through before it reaches an
-// error message, a log line or a response is here.
+// Upstream text can echo the request form, and so the secret, or quote the
+// bearer token: it goes through here before any message, log or response.
 
 const redactedMarker = "[redacted]"
 
-// withheldMessage replaces upstream text that still holds part of a value
-// once every whole copy is gone.
+// withheldMessage replaces text that still holds part of a value.
 const withheldMessage = "[upstream message withheld: it contained part of the client secret]"
 
-// echoedSecretField is a client_secret field in an echoed form
-// (client_secret=...) or JSON body ("client_secret": "..."), up to where its
-// value would end.
+// echoedSecretField is a client_secret field of an echoed form or JSON
+// body, up to where its value would end.
 var echoedSecretField = regexp.MustCompile(`(?i)(client_secret["']?\s*[=:]\s*["']?)[^&\s"',}]*`)
 
 // minSecretFragment is the shortest run of a value that withholds a
-// message. Eight characters of a 64-hex-digit secret still take 32 bits off
-// guessing it; a shorter run would withhold ordinary words. It is also the
-// width of the window the fragment search slides, one uint64.
+// message: 8 hex digits still take 32 bits off guessing a secret, shorter
+// runs would withhold ordinary words. It is one uint64 wide.
 const minSecretFragment = 8
 
-// redactor removes values from upstream text. Its cost is linear in the text
-// and in the values, and it is built once per client: the plugin process is
-// shared by every mount, so one mount's config must not be able to make a
-// failed token request cost seconds of CPU.
+// redactor removes values from upstream text in time linear in both, built
+// once per client: one mount's config must not make the shared process
+// spend seconds on a failed request.
 type redactor struct {
-	// forms are the values in every encoding an echoed request form could
-	// carry them in, replaced wherever they occur whole.
+	// forms are the values in each encoding an echo could use.
 	forms []string
-	// windows holds every run of minSecretFragment bytes of each value (raw
-	// and form-encoded), lower-cased; whole holds, lower-cased, the values
-	// shorter than that, which count only whole.
+	// windows are the lower-cased runs of minSecretFragment bytes of each
+	// value, raw and form-encoded; whole, values shorter than that.
 	windows map[uint64]struct{}
 	whole   [][]byte
 }
 
-// newRedactor removes values (empty ones are skipped) from text.
 func newRedactor(values ...string) *redactor {
 	r := &redactor{windows: map[uint64]struct{}{}}
 	for _, v := range values {
@@ -74,10 +65,9 @@ func (r *redactor) addFragments(form []byte) {
 	}
 }
 
-// redact removes every value, in every encoding an echo could use, and what
-// follows a client_secret field name (an echo cut short can end inside the
-// secret). If a run of a value is still present in any letter case (an
-// upstream that truncated or re-cased its echo), the whole text is withheld.
+// redact removes every value and what follows a client_secret field name
+// (an echo cut short can end inside the secret); a run of a value left in
+// any letter case withholds the whole text.
 func (r *redactor) redact(text string) string {
 	if len(r.forms) == 0 || text == "" {
 		return text
@@ -94,9 +84,8 @@ func (r *redactor) redact(text string) string {
 	return text
 }
 
-// holdsFragment reports whether text holds, in any letter case, a run of
-// minSecretFragment bytes of a value, or all of a shorter value. One pass
-// over text, one map lookup per byte.
+// holdsFragment reports a run of a value in text, in any letter case: one
+// map lookup per byte.
 func (r *redactor) holdsFragment(text string) bool {
 	lower := asciiLower(text)
 	for _, v := range r.whole {
@@ -112,9 +101,8 @@ func (r *redactor) holdsFragment(text string) bool {
 	return false
 }
 
-// asciiLower is s with its ASCII letters lower-cased, byte for byte:
-// credentials are visible ASCII, and Unicode case mapping could turn other
-// bytes into ASCII ones (the Kelvin sign lower-cases to k).
+// asciiLower lower-cases ASCII letters only: credentials are ASCII, and
+// Unicode mapping could make other bytes ASCII (the Kelvin sign is k).
 func asciiLower(s string) []byte {
 	b := []byte(s)
 	for i, c := range b {
@@ -125,8 +113,8 @@ func asciiLower(s string) []byte {
 	return b
 }
 
-// shorten cuts s to at most limit bytes, at a rune boundary, marking the
-// cut. Only ever on text already redacted.
+// shorten cuts s to at most limit bytes, at a rune boundary; only ever
+// after redaction.
 func shorten(s string, limit int) string {
 	if len(s) <= limit {
 		return s
@@ -141,9 +129,7 @@ func shorten(s string, limit int) string {
 // maxMessageLength is how much of an upstream message an error shows.
 const maxMessageLength = 200
 
-// cleanMessage makes an upstream message that has already been redacted
-// safe to show on one line. Truncation comes last, so it cannot cut a
-// secret in half before redaction sees it.
+// cleanMessage puts a redacted upstream message on one line.
 func cleanMessage(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {

@@ -105,7 +105,7 @@ func testStaleWhileError(t *testing.T, mode readMode) {
 	if status != http.StatusBadGateway || !strings.Contains(msg, "HTTP 503") {
 		t.Fatalf("after the token ran out: %d %q; want the outage error", status, msg)
 	}
-	if got := e.b.stats.staleServes.Load(); got < 20 {
+	if got := e.b.stats.reads.stale.Load(); got < 20 {
 		t.Fatalf("stale serves counted = %d", got)
 	}
 

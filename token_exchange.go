@@ -18,17 +18,14 @@ import (
 )
 
 const (
-	// fallbackTokenLifetime is assumed when Manus sends no usable expires_in
-	// (missing, null or 0). It is far below the documented hour so that a
-	// token of unknown life is replaced early rather than served expired.
+	// fallbackTokenLifetime is assumed without a usable expires_in: far
+	// below the documented hour, so an unknown life is replaced early.
 	fallbackTokenLifetime = 5 * time.Minute
 
-	// maxTokenLifetime caps an implausibly large expires_in; Manus documents
-	// one hour.
+	// maxTokenLifetime caps an implausibly large expires_in.
 	maxTokenLifetime = 24 * time.Hour
 
-	// minTokenLifetime is the shortest expires_in the plugin accepts: a
-	// shorter token cannot back a useful lease by the time it is served.
+	// minTokenLifetime is the shortest expires_in that can back a lease.
 	minTokenLifetime = 5 * time.Second
 
 	// maxRetryAfter bounds a Retry-After the plugin will believe.
@@ -37,15 +34,10 @@ const (
 
 var errBodyTooLarge = errors.New("response body too large")
 
-// This file holds the token request as the plugin sees it on the wire:
-// recordedExchange records the answer of the token endpoint, and the
-// functions below read it (the token's lifetime, an error body, a
-// Retry-After) without ever quoting it whole.
-
 // recordedExchange is an http.RoundTripper for a single token request. It
 // keeps the status, the headers the plugin needs and at most limit bytes of
-// the body, so failures can be described from facts rather than from oauth2's
-// error text, which embeds the raw body.
+// the body, so failures are described from facts, never from oauth2's error
+// text, which embeds the raw body.
 type recordedExchange struct {
 	base  http.RoundTripper
 	limit int
@@ -72,20 +64,16 @@ func (r *recordedExchange) RoundTrip(req *http.Request) (*http.Response, error) 
 	return resp, nil
 }
 
-// isFormLabel reports the two media types golang.org/x/oauth2 parses as a
-// form-encoded body (internal/token.go, doTokenRoundTrip); it parses every
-// other label as JSON.
+// isFormLabel reports the two media types oauth2 parses as a form
+// (internal/token.go, doTokenRoundTrip); every other label as JSON.
 func isFormLabel(contentType string) bool {
 	mediaType, _, _ := mime.ParseMediaType(contentType)
 	return mediaType == "application/x-www-form-urlencoded" || mediaType == "text/plain"
 }
 
-// relabelJSONObject reads a form-labelled body and, if it is in fact a JSON
-// object, labels it application/json so oauth2 parses it as one: proxies
-// and gateways that re-label responses exist, and a JSON token under the
-// wrong label is still the token. A real form body keeps its label. The
-// body is read once, up to the limit, and handed on unchanged, so this costs
-// no second request.
+// relabelJSONObject labels a form-labelled body that is in fact a JSON
+// object application/json, as proxies that re-label answers exist; it is
+// read once and handed on unchanged.
 func (r *recordedExchange) relabelJSONObject(resp *http.Response) {
 	body, err := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
@@ -95,8 +83,7 @@ func (r *recordedExchange) relabelJSONObject(resp *http.Response) {
 	}
 }
 
-// errorReader ends a replayed body with the error its first read ended with
-// (nil: a clean end).
+// errorReader ends a replayed body as its first read ended.
 type errorReader struct{ err error }
 
 func (e errorReader) Read([]byte) (int, error) {
@@ -111,8 +98,7 @@ func isJSONObject(body []byte) bool {
 	return len(body) > 0 && body[0] == '{' && json.Valid(body)
 }
 
-// hasField reports whether the response body, as JSON object or form,
-// carries name with a non-null value.
+// hasField reports whether the body carries name, non-null.
 func (r *recordedExchange) hasField(name string) bool {
 	if isJSONObject(r.body) {
 		var fields map[string]json.RawMessage
@@ -126,8 +112,7 @@ func (r *recordedExchange) hasField(name string) bool {
 	return err == nil && form.Has(name)
 }
 
-// recordingBody copies what is read into the exchange and fails the read
-// once the body passes the limit.
+// recordingBody copies what is read into the exchange, up to the limit.
 type recordingBody struct {
 	io.ReadCloser
 	exchange *recordedExchange
@@ -145,9 +130,8 @@ func (b *recordingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// tokenLifetime decides how long a freshly minted token lives. A missing or
-// zero expires_in falls back to fallbackTokenLifetime; it is never taken to
-// mean "does not expire".
+// tokenLifetime decides how long a new token lives; a missing or zero
+// expires_in never means "does not expire".
 func tokenLifetime(tok *oauth2.Token, now time.Time) (time.Duration, error) {
 	var lifetime time.Duration
 	switch {
@@ -169,17 +153,15 @@ func tokenLifetime(tok *oauth2.Token, now time.Time) (time.Duration, error) {
 	return lifetime, nil
 }
 
-// errorBody is what the plugin takes from an error response: the Manus or
-// OAuth2 error code and a message. It accepts the gRPC-style
-// {"code","message"} body and the RFC 6749 {"error","error_description"}
-// one. Both are raw upstream text: manusClient redacts them before use.
+// errorBody is the code and message of a gRPC-style {"code","message"} or
+// RFC 6749 {"error","error_description"} body: raw upstream text, redacted
+// before use.
 type errorBody struct {
 	code    string
 	message string
 }
 
-// errorCodePattern is what a Manus or OAuth2 error code looks like once
-// upper-cased; anything else is not shown.
+// errorCodePattern is an error code, upper-cased; anything else is dropped.
 var errorCodePattern = regexp.MustCompile(`^[A-Z0-9_.\-]{1,40}$`)
 
 func parseErrorBody(body []byte) errorBody {
@@ -219,8 +201,7 @@ func numberText(raw json.RawMessage) string {
 	return n.String()
 }
 
-// describeUnparsable says why a response that is not an error was unusable,
-// without quoting it.
+// describeUnparsable says why an answer was unusable, without quoting it.
 func describeUnparsable(exchange *recordedExchange) string {
 	mediaType, _, _ := mime.ParseMediaType(exchange.contentType)
 	body := bytes.TrimSpace(exchange.body)
@@ -256,9 +237,8 @@ func isWholeNumber(raw json.RawMessage) bool {
 	return err == nil
 }
 
-// parseRetryAfter reads a Retry-After header in seconds or as an HTTP date.
-// Negative, past or unparsable values are ignored; values beyond
-// maxRetryAfter count as maxRetryAfter, still a reason not to retry soon.
+// parseRetryAfter reads a Retry-After in seconds or as an HTTP date,
+// ignoring what is past or unparsable and capping it at maxRetryAfter.
 func parseRetryAfter(header string, now time.Time) time.Duration {
 	header = strings.TrimSpace(header)
 	if header == "" {

@@ -256,7 +256,7 @@ func TestTokenOfReplacedConfigIsNeverPersisted(t *testing.T) {
 	if _, err := e.request(logical.DeleteOperation, "config", nil); err != nil {
 		t.Fatal(err)
 	}
-	e.b.store.persist(e.b.Logger(), tok, cfg.Generation)
+	e.b.store.persist(tok, cfg.Generation)
 	if st, _ := readStoredToken(context.Background(), e.storage); st != nil {
 		t.Fatal("a token of a deleted config was persisted")
 	}
@@ -272,14 +272,14 @@ func TestStoredTokenIsNeverOverwrittenByAnOlderOne(t *testing.T) {
 	cfg, _ := readConfig(context.Background(), e.storage)
 	older := newAccessToken("standin_older", e.clock.Now(), time.Hour)
 	newer := newAccessToken("standin_newer", e.clock.Now().Add(time.Second), time.Hour)
-	e.b.store.persist(e.b.Logger(), newer, cfg.Generation)
-	e.b.store.persist(e.b.Logger(), older, cfg.Generation)
-	e.b.store.markRejected(e.b.Logger(), older, cfg.Generation)
+	e.b.store.persist(newer, cfg.Generation)
+	e.b.store.persist(older, cfg.Generation)
+	e.b.store.markRejected(older, cfg.Generation)
 	st, _ := readStoredToken(context.Background(), e.storage)
 	if st == nil || st.AccessToken != newer.AccessToken || st.Rejected {
 		t.Fatalf("stored %+v; want the newer token, not rejected", st)
 	}
-	e.b.store.markRejected(e.b.Logger(), newer, cfg.Generation)
+	e.b.store.markRejected(newer, cfg.Generation)
 	if st, _ := readStoredToken(context.Background(), e.storage); st == nil || !st.Rejected {
 		t.Fatal("the stored token's own rejection was not stored")
 	}

@@ -8,8 +8,7 @@ import (
 	"time"
 )
 
-// failureKind sorts token-endpoint failures by what an operator (and, later,
-// a retry policy) should do about them.
+// failureKind sorts token-endpoint failures by what to do about them.
 type failureKind int
 
 const (
@@ -29,9 +28,8 @@ const (
 	codeInvalidGrantType = "INVALID_GRANT_TYPE"
 )
 
-// upstreamError is the only error type a mint returns. Its text is built
-// from vetted parts (status, code, a cleaned and redacted message), never
-// from a raw upstream body.
+// upstreamError is the only error type a mint returns, built from vetted
+// parts (status, code, a redacted message), never a raw body.
 type upstreamError struct {
 	kind       failureKind
 	tokenURL   string
@@ -42,7 +40,6 @@ type upstreamError struct {
 	retryAfter time.Duration
 }
 
-// asUpstreamError finds the *upstreamError in err's chain, if any.
 func asUpstreamError(err error) (*upstreamError, bool) {
 	var upErr *upstreamError
 	ok := errors.As(err, &upErr)
@@ -104,15 +101,12 @@ func (e *upstreamError) retryHint() string {
 	return fmt.Sprintf(", Manus asks to retry after %s", e.retryAfter)
 }
 
-// classify refines the kind from the Manus or OAuth2 code where the HTTP
-// status alone would mislead: an INTERNAL error body sent with status 200, or
-// a transient temporarily_unavailable sent with status 400.
+// classify refines the kind from the code where the status misleads: an
+// INTERNAL body with 200, a temporarily_unavailable with 400.
 func (e *upstreamError) classify() *upstreamError {
 	switch e.code {
 	case "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED",
-		// RFC 6749 section 5.2 (via the authorization endpoint's codes in
-		// 4.1.2.1) names these two for a server that is failing or
-		// overloaded; authorization servers send them with HTTP 400.
+		// RFC 6749 4.1.2.1: a failing or overloaded server, sent with 400.
 		"TEMPORARILY_UNAVAILABLE", "SERVER_ERROR":
 		e.kind = failUnavailable
 	case "RESOURCE_EXHAUSTED":
@@ -121,8 +115,8 @@ func (e *upstreamError) classify() *upstreamError {
 	return e
 }
 
-// retryable reports whether another attempt could succeed: the failure was
-// in transit or on the Manus side, not a verdict on the request.
+// retryable reports a failure in transit or on the Manus side, not a
+// verdict on the request.
 func (e *upstreamError) retryable() bool {
 	switch e.kind {
 	case failTimeout, failConnection, failUnavailable, failRateLimited:

@@ -244,7 +244,7 @@ func TestOpenBaoClusterConfigWriteThroughStandbyMintsOnce(t *testing.T) {
 	before := c.manus.Mints()
 
 	standby := c.standbys[0]
-	standby.mustVault("write", "manus/config", "client_id="+rotatedID, "client_secret="+rotatedSecret)
+	standby.mustVault("write", "manus/config", "client_id="+rotatedID, "client_secret="+rotatedSecret, "base_url="+c.manus.url)
 	if got := c.manus.Mints() - before; got != 1 {
 		t.Errorf("the config write through a standby minted %d times, want 1", got)
 	}

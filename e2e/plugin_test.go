@@ -199,7 +199,7 @@ func TestConfigChangeThroughCLI(t *testing.T) {
 	v.mountConfigured(manus)
 	before := v.readSecret("manus/token").Data["access_token"].(string)
 
-	_, err := v.vault("write", "manus/config", "client_secret=definitely-wrong")
+	_, err := v.vault("write", "manus/config", "client_secret=definitely-wrong", "base_url="+manus.url)
 	if err == nil || !strings.Contains(err.Error(), "INVALID_CLIENT") {
 		t.Fatalf("wrong secret: %v; want an error carrying INVALID_CLIENT", err)
 	}
@@ -207,7 +207,7 @@ func TestConfigChangeThroughCLI(t *testing.T) {
 		t.Fatal("a refused config write changed the token")
 	}
 
-	v.mustVault("write", "manus/config", "client_id=tm_rotated_client", "client_secret=rotated-secret-value")
+	v.mustVault("write", "manus/config", "client_id=tm_rotated_client", "client_secret=rotated-secret-value", "base_url="+manus.url)
 	after := v.readSecret("manus/token").Data["access_token"].(string)
 	if after == before || manus.ClientOf(after) != "tm_rotated_client" {
 		t.Fatal("the next read after a config change did not use the new credentials")
@@ -235,7 +235,7 @@ func TestNoSecretsInLogsOrAudit(t *testing.T) {
 	v.mount("manus")
 
 	v.configure("manus", manus)
-	v.vault("write", "manus/config", "client_secret=wrong-"+testClientSecret) // refused
+	v.vault("write", "manus/config", "client_secret=wrong-"+testClientSecret, "base_url="+manus.url) // refused by Manus
 	tok := v.readSecret("manus/token")
 	v.mustVault("lease", "revoke", tok.LeaseID)
 	v.mustVault("write", "manus/config", "verify_credentials=false", "request_timeout=5")
