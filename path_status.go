@@ -132,8 +132,7 @@ func (b *backend) dropRejectedToken(cache *tokenCache, tok *accessToken, result 
 		how += " " + result.code
 	}
 	if cache.reject(tok, how) {
-		b.stats.rejected.Add(1)
-		b.stats.recordFailure(fmt.Errorf("the users API rejected the cached token (%s); it was dropped on every node", how), b.clock())
+		b.stats.recordRejection(result, how, b.clock())
 		b.store.markRejected(tok, cache.config().Generation)
 	}
 }

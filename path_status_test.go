@@ -296,3 +296,18 @@ func TestStatusShowsTheLeaseVaultGrants(t *testing.T) {
 		expectStatus(t, e.readStatus(false), map[string]any{"token_lease_ttl": 19 * 60})
 	})
 }
+
+// TestFailedProbeCountsAsAFailedRead: the probe reads the token as a read
+// does, and its failure is counted as one, in status and in the metrics,
+// as token_reads_total's help says.
+func TestFailedProbeCountsAsAFailedRead(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	e.manus.SetOutage(standin.Unavailable())
+	status := e.readStatus(true)
+	if status["probe_ok"] != false || status["probe_error"] == nil {
+		t.Fatalf("the probe did not fail: %v", status)
+	}
+	expectStatus(t, e.readStatus(false), map[string]any{"reads_failed": 1})
+	e.readMetrics().expect(t, map[string]any{`vault_manus_token_reads_total{outcome="failed"}`: 1})
+}

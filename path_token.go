@@ -37,42 +37,16 @@ func (b *backend) pathToken() *framework.Path {
 }
 
 func tokenResponseFields() map[string]*framework.FieldSchema {
+	accessToken := responseField(framework.TypeString, "Access token", "Bearer token for the Manus /api/user/manage/v1/users endpoints: send it as \"Authorization: Bearer <access_token>\".")
+	accessToken.DisplayAttrs.Sensitive = true
 	return map[string]*framework.FieldSchema{
-		"access_token": {
-			Type:         framework.TypeString,
-			Description:  "Bearer token for the Manus /api/user/manage/v1/users endpoints: send it as \"Authorization: Bearer <access_token>\".",
-			DisplayAttrs: &framework.DisplayAttributes{Name: "Access token", Sensitive: true},
-		},
-		"token_type": {
-			Type:         framework.TypeString,
-			Description:  "Always \"Bearer\".",
-			DisplayAttrs: &framework.DisplayAttributes{Name: "Token type"},
-		},
-		"expires_at": {
-			Type:         framework.TypeTime,
-			Description:  "When Manus stops accepting the token (RFC 3339, UTC). The lease ends a little earlier.",
-			DisplayAttrs: &framework.DisplayAttributes{Name: "Expires at"},
-		},
-		"expires_in": {
-			Type:         framework.TypeInt,
-			Description:  "Whole seconds of life the token has left at the time of this response.",
-			DisplayAttrs: &framework.DisplayAttributes{Name: "Expires in"},
-		},
-		"ttl": {
-			Type:         framework.TypeInt,
-			Description:  "Only with leased_reads=false: whole seconds until the plugin replaces the token (its refresh point, plus a spread of up to a tenth of the refresh threshold), at least 1. Read again after it. While a stale token is served during an outage: seconds until a new mint may be tried.",
-			DisplayAttrs: &framework.DisplayAttributes{Name: "TTL"},
-		},
-		"rotation_period": {
-			Type:         framework.TypeInt,
-			Description:  "Only with leased_reads=false: seconds between the token's mint and its refresh point, i.e. how often the token changes.",
-			DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation period"},
-		},
-		"last_vault_rotation": {
-			Type:         framework.TypeTime,
-			Description:  "Only with leased_reads=false: when the current token was minted (RFC 3339, UTC).",
-			DisplayAttrs: &framework.DisplayAttributes{Name: "Last rotation"},
-		},
+		"access_token":        accessToken,
+		"token_type":          responseField(framework.TypeString, "Token type", "Always \"Bearer\"."),
+		"expires_at":          responseField(framework.TypeTime, "Expires at", "When Manus stops accepting the token (RFC 3339, UTC). The lease ends a little earlier."),
+		"expires_in":          responseField(framework.TypeInt, "Expires in", "Whole seconds of life the token has left at the time of this response."),
+		"ttl":                 responseField(framework.TypeInt, "TTL", "Only with leased_reads=false: whole seconds until the plugin replaces the token (its refresh point, plus a spread of up to a tenth of the refresh threshold), at least 1. Read again after it. While a stale token is served during an outage: seconds until a new mint may be tried."),
+		"rotation_period":     responseField(framework.TypeInt, "Rotation period", "Only with leased_reads=false: seconds between the token's mint and its refresh point, i.e. how often the token changes."),
+		"last_vault_rotation": responseField(framework.TypeTime, "Last rotation", "Only with leased_reads=false: when the current token was minted (RFC 3339, UTC)."),
 	}
 }
 

@@ -163,14 +163,32 @@ func TestTokenReadFailureIsGatewayError(t *testing.T) {
 	}
 }
 
+// TestTokenTooCloseToExpiryIsNotLeased: a token that arrives too close to
+// its expiry to back a lease of a second fails a leased read (a lease past
+// the expiry, or a TTL of 0, Vault's 768h default, would be worse); a
+// non-leased read, which has no lease, gets it with its expires_in and a
+// ttl that brings the reader back at once. Either way the read is counted.
 func TestTokenTooCloseToExpiryIsNotLeased(t *testing.T) {
-	e := newTestEnv(t)
-	e.b.clock = wallClock // the mint's own duration must count
-	e.manus.SetLifetime(5 * time.Second)
-	e.configure(map[string]any{"verify_credentials": false})
-	e.manus.FailNext(stall(4700 * time.Millisecond)) // answered with 0.3s of life left
-	status, msg := e.readTokenError()
-	if status != http.StatusBadGateway || !strings.Contains(msg, "too soon to lease") {
-		t.Fatalf("got %d %q; want a refusal rather than a lease past the token's expiry", status, msg)
+	for _, mode := range readModes {
+		t.Run(mode.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.b.clock = wallClock // the mint's own duration must count
+			e.manus.SetLifetime(5 * time.Second)
+			e.configure(map[string]any{"verify_credentials": false, "leased_reads": mode.leased})
+			e.manus.FailNext(stall(4700 * time.Millisecond)) // answered with 0.3s of life left
+			if mode.leased {
+				status, msg := e.readTokenError()
+				if status != http.StatusBadGateway || !strings.Contains(msg, "too soon to lease") {
+					t.Fatalf("got %d %q; want a refusal rather than a lease past the token's expiry", status, msg)
+				}
+				expectStatus(t, e.readStatus(false), map[string]any{"reads_failed": 1, "reads_minted": 0})
+				return
+			}
+			resp := e.mustReadToken()
+			if resp.Data["expires_in"] != int64(0) || rereadTTL(t, resp) != 1 {
+				t.Fatalf("expires_in %v, ttl %v; want 0 and 1", resp.Data["expires_in"], resp.Data["ttl"])
+			}
+			expectStatus(t, e.readStatus(false), map[string]any{"reads_failed": 0, "reads_minted": 1})
+		})
 	}
 }

@@ -74,6 +74,22 @@ func (s *mountStats) recordFailure(err error, at time.Time) {
 	if upErr, ok := asUpstreamError(err); ok {
 		rec.code, rec.httpStatus = upErr.code, upErr.status
 	}
+	s.setLastFailure(rec)
+}
+
+// recordRejection counts a token the users API rejected (how: "HTTP 401
+// ...") and makes it the last failure.
+func (s *mountStats) recordRejection(result probeResult, how string, at time.Time) {
+	s.rejected.Add(1)
+	s.setLastFailure(&failureRecord{
+		message:    "the users API rejected the cached token (" + how + "); it was dropped on every node",
+		code:       result.code,
+		httpStatus: result.httpStatus,
+		at:         at,
+	})
+}
+
+func (s *mountStats) setLastFailure(rec *failureRecord) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastError = rec
