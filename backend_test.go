@@ -297,11 +297,7 @@ func TestNoCacheIsBuiltAfterClean(t *testing.T) {
 // build goes on for the readers that still wait.
 func TestColdCacheBuildHonoursTheCallerDeadline(t *testing.T) {
 	e := newTestEnv(t)
-	e.configure(map[string]any{"verify_credentials": false})
-	gate := &gatedStorage{Storage: e.storage, entered: make(chan struct{}), release: make(chan struct{})}
-	e.storage = gate
-	e.b.Clean(context.Background())
-	e.b = e.newBackend()
+	gate := e.coldBackendOnGatedStorage()
 	ctx, cancel := context.WithCancel(context.Background())
 	answered := make(chan error, 1)
 	go func() {

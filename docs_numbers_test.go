@@ -88,23 +88,21 @@ var docsHelpStates = map[string][]string{
 // fraction's "1/" (3), the number (4) and its unit (5).
 var docsStated = regexp.MustCompile("(?:<!-- ([\\w.]+)(?:\\*(\\d+))? -->)?`?(1/)?\\b(\\d+(?:\\.\\d+)?)(?:[ -]?(seconds?|s|minutes?|min|m|hours?|h|KiB|attempts|certificates|characters))?\\b")
 
-// docsScale is what one of a unit is, by the unit's first letters.
+// docsScales is what one of a unit is, by the unit's first letters, the
+// longer prefix first.
+var docsScales = []struct {
+	prefix string
+	one    docsValue
+}{{"ch", docsValue{1, "characters"}}, {"c", docsValue{1, "certificates"}}, {"a", docsValue{1, "attempts"}},
+	{"K", docsValue{1024, "B"}}, {"h", docsValue{3600, "s"}}, {"m", docsValue{60, "s"}}, {"", docsValue{1, "s"}}}
+
 func docsScale(unit string) docsValue {
-	switch {
-	case strings.HasPrefix(unit, "ch"):
-		return docsValue{1, "characters"}
-	case strings.HasPrefix(unit, "c"):
-		return docsValue{1, "certificates"}
-	case strings.HasPrefix(unit, "a"):
-		return docsValue{1, "attempts"}
-	case strings.HasPrefix(unit, "K"):
-		return docsValue{1024, "B"}
-	case strings.HasPrefix(unit, "h"):
-		return docsValue{3600, "s"}
-	case strings.HasPrefix(unit, "m"):
-		return docsValue{60, "s"}
+	for _, scale := range docsScales {
+		if strings.HasPrefix(unit, scale.prefix) {
+			return scale.one
+		}
 	}
-	return docsValue{1, "s"}
+	return docsValue{}
 }
 
 // TestDocsNumbersMatchTheCode: every marked number has the code's value;

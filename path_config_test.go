@@ -553,11 +553,7 @@ func TestCACertHoldsOnlyBoundedCertificates(t *testing.T) {
 // calls with a time limit, waiting.
 func TestCacheBuildDoesNotHoldTheBackendLock(t *testing.T) {
 	e := newTestEnv(t)
-	e.configure(map[string]any{"verify_credentials": false})
-	gate := &gatedStorage{Storage: e.storage, entered: make(chan struct{}), release: make(chan struct{})}
-	e.storage = gate
-	e.b.Clean(context.Background())
-	e.b = e.newBackend()
+	gate := e.coldBackendOnGatedStorage()
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
@@ -577,6 +573,19 @@ func TestCacheBuildDoesNotHoldTheBackendLock(t *testing.T) {
 	close(gate.release)
 	<-read
 	<-invalidated
+}
+
+// coldBackendOnGatedStorage configures the mount (unverified) and replaces
+// its backend with a cold one on storage whose first config read waits for
+// the gate.
+func (e *testEnv) coldBackendOnGatedStorage() *gatedStorage {
+	e.t.Helper()
+	e.configure(map[string]any{"verify_credentials": false})
+	gate := &gatedStorage{Storage: e.storage, entered: make(chan struct{}), release: make(chan struct{})}
+	e.storage = gate
+	e.b.Clean(context.Background())
+	e.b = e.newBackend()
+	return gate
 }
 
 // gatedStorage holds the first read of the config until released.

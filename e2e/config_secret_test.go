@@ -27,12 +27,9 @@ func TestDestinationChangeNeedsTheSecretThroughCLI(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)
 	manus := startManus(t)
-	capture := &standin.Recorder{}
-	captureServer := httptest.NewServer(capture)
-	t.Cleanup(captureServer.Close)
+	capture, captureURL := startCapture(t)
 	v.mountConfigured(manus)
-	v.mustVault("policy", "write", "manus-operator", filepath.Join(repoRoot, "docs", "policies", "manus-operator.hcl"))
-	operator := v.tokenWithPolicy("manus-operator")
+	operator := v.operatorToken()
 	before := v.readSecret("manus/config").Data
 
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
@@ -42,8 +39,8 @@ func TestDestinationChangeNeedsTheSecretThroughCLI(t *testing.T) {
 	}
 	writeFile(t, caFile, ca.PEM)
 	for _, change := range [][]string{
-		{"base_url=" + captureServer.URL},
-		{"base_url=" + captureServer.URL, "verify_credentials=false"},
+		{"base_url=" + captureURL},
+		{"base_url=" + captureURL, "verify_credentials=false"},
 		{"base_url=" + manus.url + "/elsewhere", "verify_credentials=false"},
 		{"ca_cert=@" + caFile, "verify_credentials=false"},
 	} {
@@ -83,20 +80,17 @@ func TestPlantedBaseURLCannotCaptureARotationThroughCLI(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)
 	manus := startManus(t)
-	capture := &standin.Recorder{}
-	captureServer := httptest.NewServer(capture)
-	t.Cleanup(captureServer.Close)
+	capture, captureURL := startCapture(t)
 	v.mountConfigured(manus)
 	manus.AddClient(testClientID, rotatedSecret)
-	v.mustVault("policy", "write", "manus-operator", filepath.Join(repoRoot, "docs", "policies", "manus-operator.hcl"))
-	planter := v.tokenWithPolicy("manus-operator")
-	if _, err := v.vaultAs(planter, "write", "manus/config", "base_url="+captureServer.URL, "client_secret=the-planters-own", "verify_credentials=false"); err != nil {
+	planter := v.operatorToken()
+	if _, err := v.vaultAs(planter, "write", "manus/config", "base_url="+captureURL, "client_secret=the-planters-own", "verify_credentials=false"); err != nil {
 		t.Fatalf("the planting write: %v", err)
 	}
 
 	out, err := v.vaultAs(rootToken, "write", "manus/config", "client_secret="+rotatedSecret)
-	if err == nil || !strings.Contains(out, "Code: 400") || !strings.Contains(out, captureServer.URL+"/api/user/manage/v1/oauth/token") || !strings.Contains(out, "base_url") {
-		t.Fatalf("the rotation answered %v:\n%s\nwant a 400 naming the stored token URL (%s) and base_url", err, out, captureServer.URL)
+	if err == nil || !strings.Contains(out, "Code: 400") || !strings.Contains(out, captureURL+"/api/user/manage/v1/oauth/token") || !strings.Contains(out, "base_url") {
+		t.Fatalf("the rotation answered %v:\n%s\nwant a 400 naming the stored token URL (%s) and base_url", err, out, captureURL)
 	}
 	assertNoRequestCarries(t, capture.Requests(), rotatedSecret)
 
@@ -138,8 +132,7 @@ func TestPlantedCACertCannotCaptureARotationThroughCLI(t *testing.T) {
 		t.Fatalf("%d mints through the relaying proxy, want 1", manus.Mints())
 	}
 	manus.AddClient(testClientID, rotatedSecret) // the owner rotates in Manus
-	v.mustVault("policy", "write", "manus-operator", filepath.Join(repoRoot, "docs", "policies", "manus-operator.hcl"))
-	planter := v.tokenWithPolicy("manus-operator")
+	planter := v.operatorToken()
 	if _, err := v.vaultAs(planter, "write", "manus/config", "base_url=https://"+host, "ca_cert=@"+filepath.Join(caFiles, "both.pem"),
 		"client_secret=the-planters-own", "verify_credentials=false"); err != nil {
 		t.Fatalf("the planting write: %v", err)
@@ -162,14 +155,12 @@ func TestRegistrationRestrictsBaseURLThroughCLI(t *testing.T) {
 	t.Parallel()
 	v := startVault(t)
 	manus := startManus(t)
-	capture := &standin.Recorder{}
-	captureServer := httptest.NewServer(capture)
-	t.Cleanup(captureServer.Close)
+	capture, captureURL := startCapture(t)
 	v.mustVault("plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion,
 		"-env", "MANUS_ALLOWED_BASE_URLS=https://api.manus.im,"+manus.url, "secret", pluginName)
 	v.mount("manus")
 	v.configure("manus", manus)
-	out, err := v.vaultAs(rootToken, "write", "manus/config", "base_url="+captureServer.URL, "client_secret="+testClientSecret)
+	out, err := v.vaultAs(rootToken, "write", "manus/config", "base_url="+captureURL, "client_secret="+testClientSecret)
 	if err == nil || !strings.Contains(out, "Code: 400") || !strings.Contains(out, "MANUS_ALLOWED_BASE_URLS") {
 		t.Fatalf("a write outside the allowed base URLs answered %v:\n%s", err, out)
 	}
@@ -177,6 +168,22 @@ func TestRegistrationRestrictsBaseURLThroughCLI(t *testing.T) {
 		t.Fatalf("the disallowed destination received %d requests", n)
 	}
 	v.readSecret("manus/token")
+}
+
+// startCapture runs a host the plugin must send nothing (of a secret) to.
+func startCapture(t *testing.T) (*standin.Recorder, string) {
+	t.Helper()
+	capture := &standin.Recorder{}
+	server := httptest.NewServer(capture)
+	t.Cleanup(server.Close)
+	return capture, server.URL
+}
+
+// operatorToken is a token with the documented operator policy.
+func (v *vaultServer) operatorToken() string {
+	v.t.Helper()
+	v.mustVault("policy", "write", "manus-operator", filepath.Join(repoRoot, "docs", "policies", "manus-operator.hcl"))
+	return v.tokenWithPolicy("manus-operator")
 }
 
 func assertNoRequestCarries(t *testing.T, requests []string, secret string) {
