@@ -9,13 +9,24 @@ PLUGIN_VERSION := v$(VERSION)
 GO             ?= go
 DIST           := dist
 PLATFORMS      := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+# The Go toolchain every target builds, tests, lints and releases with is
+# pinned by go.mod's toolchain line, and exported: a machine that runs with
+# GOTOOLCHAIN=local ignores that line and would use its own Go, whose
+# standard library may have known vulnerabilities. The go command fetches
+# the pinned toolchain from the Go module proxy once (about 10 s). The Vault
+# and Prometheus servers the tests run are built with the machine's own Go
+# (scripts/ensure-vault.sh says why). `make pincheck` checks all of it.
+GO_TOOLCHAIN   := $(shell sed -n 's/^toolchain[[:space:]]*//p' go.mod)
+export GOTOOLCHAIN := $(GO_TOOLCHAIN)
 # Tools are built from the Go module proxy into a cache outside the clone,
-# pinned, so every machine lints with the same version.
+# pinned, so every machine lints with the same version; each with the
+# pinned toolchain, whose standard library those that read Go code load.
 TOOLS_DIR      ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/vault-plugin-secrets-manus/tools
+TOOLS_BIN      := $(TOOLS_DIR)/$(GO_TOOLCHAIN)
 GOLANGCI_LINT_VERSION := v2.15.0
-GOLANGCI_LINT  := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+GOLANGCI_LINT  := $(TOOLS_BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 CYCLONEDX_GOMOD_VERSION := v1.10.0
-CYCLONEDX_GOMOD := $(TOOLS_DIR)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)/cyclonedx-gomod
+CYCLONEDX_GOMOD := $(TOOLS_BIN)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)/cyclonedx-gomod
 SOAK_DURATION  ?= 60s
 FUZZTIME       ?= 60s
 BENCH_COUNT    ?= 6
@@ -39,7 +50,7 @@ dev: ## Run a dev Vault with the plugin mounted at manus/, against a local Manus
 	scripts/dev.sh
 
 .PHONY: test
-test: fmtcheck vet lint tidycheck test-unit test-rules release-check test-e2e ## Run every check and test suite (what CI runs)
+test: pincheck fmtcheck vet lint tidycheck test-unit test-rules release-check test-e2e ## Run every check and test suite (what CI runs)
 
 .PHONY: racecheck
 racecheck:
@@ -116,6 +127,10 @@ $(GOLANGCI_LINT):
 tidycheck: ## Fail if go.mod or go.sum is not tidy
 	$(GO) mod tidy -diff
 
+.PHONY: pincheck
+pincheck: ## Fail unless make runs go.mod's pinned Go toolchain and the docs name it
+	@GO=$(GO) scripts/check-pins.sh
+
 # The SBOM of each binary comes from the module list in its build
 # information, so it names exactly what that binary links on its platform;
 # licenses are detected in the module sources (the tool runs `go mod
@@ -169,13 +184,13 @@ release-check: release ## Build the release and check names, checksums, version 
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) scripts/check-release.sh $(DIST) $(PLUGIN_NAME) $(VERSION) "$(PLATFORMS)"
 
 .PHONY: fmtcheck
-fmtcheck: ## Fail if any Go file needs gofmt
-	@files="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+fmtcheck: ## Fail if any Go file needs gofmt (the pinned toolchain's)
+	@files="$$("$$($(GO) env GOROOT)/bin/gofmt" -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$files" ]; then echo "gofmt needed:"; echo "$$files"; exit 1; fi
 
 .PHONY: fmt
 fmt: ## Format the Go sources
-	gofmt -w $$(git ls-files '*.go')
+	"$$($(GO) env GOROOT)/bin/gofmt" -w $$(git ls-files '*.go')
 
 .PHONY: vault
 vault: ## Find or build the Vault binary the tests use and print its path
