@@ -27,6 +27,18 @@ GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT  := $(TOOLS_BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 CYCLONEDX_GOMOD_VERSION := v1.10.0
 CYCLONEDX_GOMOD := $(TOOLS_BIN)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)/cyclonedx-gomod
+# govulncheck and the Go vulnerability database it checks against, pinned
+# here and nowhere else. The database is built offline from the
+# golang.org/x/vulndb module at VULNDB_VERSION (scripts/ensure-vulndb.sh)
+# into the tools cache; `make vulncheck VULN_DB=https://vuln.go.dev` checks
+# against the live one where it can be reached. CONTRIBUTING.md says how to
+# move the pins. (govulncheck v1.10.0 cannot load go1.27.3's standard
+# library: its type checker takes it for go1.26 code.)
+GOVULNCHECK_VERSION := v1.9.0
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+GOVULNCHECK    := $(TOOLS_BIN)/govulncheck-$(GOVULNCHECK_VERSION)/govulncheck
+VULNDB_DIR     := $(TOOLS_DIR)/vulndb-$(VULNDB_VERSION)
+VULN_DB        ?= file://$(VULNDB_DIR)
 SOAK_DURATION  ?= 60s
 FUZZTIME       ?= 60s
 BENCH_COUNT    ?= 6
@@ -50,7 +62,7 @@ dev: ## Run a dev Vault with the plugin mounted at manus/, against a local Manus
 	scripts/dev.sh
 
 .PHONY: test
-test: pincheck fmtcheck vet lint tidycheck test-unit test-rules release-check test-e2e ## Run every check and test suite (what CI runs)
+test: pincheck fmtcheck vet lint tidycheck vulncheck test-unit test-rules release-check test-e2e ## Run every check and test suite (what CI runs)
 
 .PHONY: racecheck
 racecheck:
@@ -130,6 +142,17 @@ tidycheck: ## Fail if go.mod or go.sum is not tidy
 .PHONY: pincheck
 pincheck: ## Fail unless make runs go.mod's pinned Go toolchain and the docs name it
 	@GO=$(GO) scripts/check-pins.sh
+
+.PHONY: vulncheck
+vulncheck: $(GOVULNCHECK) $(if $(filter file://$(VULNDB_DIR),$(VULN_DB)),$(VULNDB_DIR)/index/db.json) ## govulncheck of every package against the pinned Go vulnerability database (built offline; VULN_DB overrides), and its canary
+	GO=$(GO) scripts/vulncheck.sh $(GOVULNCHECK) $(VULN_DB)
+
+$(GOVULNCHECK):
+	@echo "installing govulncheck $(GOVULNCHECK_VERSION) from the Go module proxy into $(dir $@)"
+	GOBIN="$(dir $@)" $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+
+$(VULNDB_DIR)/index/db.json:
+	@GO=$(GO) scripts/ensure-vulndb.sh $(VULNDB_VERSION) $(VULNDB_DIR) >/dev/null
 
 # The SBOM of each binary comes from the module list in its build
 # information, so it names exactly what that binary links on its platform;
