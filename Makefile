@@ -184,7 +184,8 @@ release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm6
 		echo "building $$out"; \
 		GO=$(GO) GOOS=$$os GOARCH=$$arch scripts/build-plugin.sh --release $$out $(PLUGIN_VERSION); \
 		echo "writing $$out.sbom.json with cyclonedx-gomod $(CYCLONEDX_GOMOD_VERSION)"; \
-		log=$$(GOOS=$$os GOARCH=$$arch $(CYCLONEDX_GOMOD) bin -json -licenses \
+		serial=$$($(GO) run ./internal/releasetool serial $$out); \
+		log=$$(GOOS=$$os GOARCH=$$arch $(CYCLONEDX_GOMOD) bin -json -licenses -notimestamp -serial $$serial \
 			-version $(PLUGIN_VERSION) -output $$out.sbom.json $$out 2>&1) || { echo "$$log" >&2; exit 1; }; \
 	done
 	$(GO) run ./internal/releasetool licenses -o $(DIST)/THIRD_PARTY_LICENSES.md $(DIST)/*.sbom.json
