@@ -140,7 +140,7 @@ tidycheck: ## Fail if go.mod or go.sum is not tidy
 	$(GO) mod tidy -diff
 
 .PHONY: pincheck
-pincheck: ## Fail unless make runs go.mod's pinned Go toolchain and the docs name it
+pincheck: ## Fail unless make runs go.mod's pinned Go toolchain and the docs name it (and SECURITY.md the release key's fingerprint)
 	@GO=$(GO) scripts/check-pins.sh
 
 .PHONY: vulncheck
@@ -175,8 +175,26 @@ REVISION          = $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(she
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 MODULE            = $(shell GOWORK=off $(GO) list -m)
 
+# The release is reproducible: the same commit gives the same dist/, byte
+# for byte, in any clone, at any time (`make release-check` rebuilds it in a
+# fresh clone to prove it). The binaries are -trimpath builds with the
+# pinned toolchain; each SBOM leaves out the time it was written and takes
+# as serial number a UUID derived from its binary's SHA-256 (releasetool
+# serial), where cyclonedx-gomod would draw a random one; the image's times
+# are the commit's; SHA256SUMS lists files in byte order whatever the
+# locale. The image's digests (index, and per platform manifest and
+# config) go in a file of their own, listed in SHA256SUMS like every file,
+# so the signature covers what a registry serves too.
+#
+# Signing: with RELEASE_SIGNING_KEY (a key in gpg's keyring, GNUPGHOME
+# honoured) SHA256SUMS gets a detached GPG signature, SHA256SUMS.sig,
+# checked against RELEASE_PUBLIC_KEY (the published key, release-key.asc);
+# without it the release is unsigned and says so (scripts/sign-release.sh).
+IMAGE_DIGESTS     = $(IMAGE:.tar=.digests)
+RELEASE_PUBLIC_KEY ?= release-key.asc
+
 .PHONY: release
-release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm64), their SBOMs, the linux image archive, licenses, notes and SHA256SUMS in dist/
+release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm64), their SBOMs, the linux image archive and its digests, licenses, notes and SHA256SUMS in dist/, reproducibly; SHA256SUMS.sig if RELEASE_SIGNING_KEY is set
 	rm -rf $(DIST) && mkdir -p $(DIST)
 	@set -e; for platform in $(PLATFORMS); do \
 		os=$${platform%/*}; arch=$${platform#*/}; \
@@ -193,19 +211,32 @@ release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm6
 	$(GO) run ./internal/releasetool image -o $(IMAGE) -name $(PLUGIN_NAME) -version $(PLUGIN_VERSION) \
 		-revision "$(REVISION)" -source "https://$(MODULE)" -created "$(SOURCE_DATE_EPOCH)" \
 		$(foreach p,$(IMAGE_PLATFORMS),$(p)=$(DIST)/$(PLUGIN_NAME)_$(VERSION)_$(subst /,_,$(p)))
-	cd $(DIST) && sha256sum $(PLUGIN_NAME)_* THIRD_PARTY_LICENSES.md > SHA256SUMS
+	$(GO) run ./internal/releasetool digests -o $(IMAGE_DIGESTS) $(IMAGE)
+	cd $(DIST) && LC_ALL=C sha256sum $$(LC_ALL=C ls $(PLUGIN_NAME)_* THIRD_PARTY_LICENSES.md) > SHA256SUMS
 	$(GO) run ./internal/releasetool notes -version $(VERSION) -changelog CHANGELOG.md \
 		-sums $(DIST)/SHA256SUMS -goversion "$$($(GO) env GOVERSION)" -commit "$(COMMIT)" \
 		-image $(IMAGE) -o $(DIST)/RELEASE_NOTES.md
 	@cat $(DIST)/SHA256SUMS
+	@RELEASE_PUBLIC_KEY=$(RELEASE_PUBLIC_KEY) scripts/sign-release.sh $(DIST)
 
 $(CYCLONEDX_GOMOD):
 	@echo "installing cyclonedx-gomod $(CYCLONEDX_GOMOD_VERSION) from the Go module proxy into $(dir $@)"
 	GOBIN="$(dir $@)" $(GO) install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION)
 
+# release-check signs with a key made for the run (scripts/with-throwaway-key.sh
+# exports it as RELEASE_SIGNING_KEY, its public half as RELEASE_PUBLIC_KEY),
+# then checks the release with that public key in place of the published
+# one.
 .PHONY: release-check
-release-check: release ## Build the release and check names, checksums, version stamps, SBOMs, image, licenses and notes
+release-check: ## Build the release signed with a throwaway key, then release-verify it
+	scripts/with-throwaway-key.sh $(MAKE) --no-print-directory release release-verify
+
+# The checks of release-check on an existing dist/, against RELEASE_PUBLIC_KEY.
+.PHONY: release-verify
+release-verify: ## Check dist/: names, checksums, toolchain, stamps, SBOMs, image and digests, licenses, notes; the signature against RELEASE_PUBLIC_KEY (default release-key.asc) and refused bad ones; a byte-identical rebuild in a fresh clone
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) scripts/check-release.sh $(DIST) $(PLUGIN_NAME) $(VERSION) "$(PLATFORMS)"
+	scripts/check-signature.sh $(DIST) $(RELEASE_PUBLIC_KEY)
+	scripts/check-reproducible.sh $(DIST)
 
 .PHONY: fmtcheck
 fmtcheck: ## Fail if any Go file needs gofmt (the pinned toolchain's)
