@@ -9,13 +9,36 @@ PLUGIN_VERSION := v$(VERSION)
 GO             ?= go
 DIST           := dist
 PLATFORMS      := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+# The Go toolchain every target builds, tests, lints and releases with is
+# pinned by go.mod's toolchain line, and exported: a machine that runs with
+# GOTOOLCHAIN=local ignores that line and would use its own Go, whose
+# standard library may have known vulnerabilities. The go command fetches
+# the pinned toolchain from the Go module proxy once (about 10 s). The Vault
+# and Prometheus servers the tests run are built with the machine's own Go
+# (scripts/ensure-vault.sh says why). `make pincheck` checks all of it.
+GO_TOOLCHAIN   := $(shell sed -n 's/^toolchain[[:space:]]*//p' go.mod)
+export GOTOOLCHAIN := $(GO_TOOLCHAIN)
 # Tools are built from the Go module proxy into a cache outside the clone,
-# pinned, so every machine lints with the same version.
+# pinned, so every machine lints with the same version; each with the
+# pinned toolchain, whose standard library those that read Go code load.
 TOOLS_DIR      ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/vault-plugin-secrets-manus/tools
+TOOLS_BIN      := $(TOOLS_DIR)/$(GO_TOOLCHAIN)
 GOLANGCI_LINT_VERSION := v2.15.0
-GOLANGCI_LINT  := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+GOLANGCI_LINT  := $(TOOLS_BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 CYCLONEDX_GOMOD_VERSION := v1.10.0
-CYCLONEDX_GOMOD := $(TOOLS_DIR)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)/cyclonedx-gomod
+CYCLONEDX_GOMOD := $(TOOLS_BIN)/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)/cyclonedx-gomod
+# govulncheck and the Go vulnerability database it checks against, pinned
+# here and nowhere else. The database is built offline from the
+# golang.org/x/vulndb module at VULNDB_VERSION (scripts/ensure-vulndb.sh)
+# into the tools cache; `make vulncheck VULN_DB=https://vuln.go.dev` checks
+# against the live one where it can be reached. CONTRIBUTING.md says how to
+# move the pins. (govulncheck v1.10.0 cannot load go1.27.3's standard
+# library: its type checker takes it for go1.26 code.)
+GOVULNCHECK_VERSION := v1.9.0
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+GOVULNCHECK    := $(TOOLS_BIN)/govulncheck-$(GOVULNCHECK_VERSION)/govulncheck
+VULNDB_DIR     := $(TOOLS_DIR)/vulndb-$(VULNDB_VERSION)
+VULN_DB        ?= file://$(VULNDB_DIR)
 SOAK_DURATION  ?= 60s
 FUZZTIME       ?= 60s
 BENCH_COUNT    ?= 6
@@ -39,7 +62,7 @@ dev: ## Run a dev Vault with the plugin mounted at manus/, against a local Manus
 	scripts/dev.sh
 
 .PHONY: test
-test: fmtcheck vet lint tidycheck test-unit test-rules release-check test-e2e ## Run every check and test suite (what CI runs)
+test: pincheck fmtcheck vet lint tidycheck vulncheck test-unit test-rules release-check test-e2e ## Run every check and test suite (what CI runs)
 
 .PHONY: racecheck
 racecheck:
@@ -116,6 +139,21 @@ $(GOLANGCI_LINT):
 tidycheck: ## Fail if go.mod or go.sum is not tidy
 	$(GO) mod tidy -diff
 
+.PHONY: pincheck
+pincheck: ## Fail unless make runs go.mod's pinned Go toolchain and the docs name it (and SECURITY.md the release key's fingerprint)
+	@GO=$(GO) scripts/check-pins.sh
+
+.PHONY: vulncheck
+vulncheck: $(GOVULNCHECK) $(if $(filter file://$(VULNDB_DIR),$(VULN_DB)),$(VULNDB_DIR)/index/db.json) ## govulncheck of every package against the pinned Go vulnerability database (built offline; VULN_DB overrides), and its canary
+	GO=$(GO) scripts/vulncheck.sh $(GOVULNCHECK) $(VULN_DB)
+
+$(GOVULNCHECK):
+	@echo "installing govulncheck $(GOVULNCHECK_VERSION) from the Go module proxy into $(dir $@)"
+	GOBIN="$(dir $@)" $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+
+$(VULNDB_DIR)/index/db.json:
+	@GO=$(GO) scripts/ensure-vulndb.sh $(VULNDB_VERSION) $(VULNDB_DIR) >/dev/null
+
 # The SBOM of each binary comes from the module list in its build
 # information, so it names exactly what that binary links on its platform;
 # licenses are detected in the module sources (the tool runs `go mod
@@ -137,8 +175,26 @@ REVISION          = $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(she
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 MODULE            = $(shell GOWORK=off $(GO) list -m)
 
+# The release is reproducible: the same commit gives the same dist/, byte
+# for byte, in any clone, at any time (`make release-check` rebuilds it in a
+# fresh clone to prove it). The binaries are -trimpath builds with the
+# pinned toolchain; each SBOM leaves out the time it was written and takes
+# as serial number a UUID derived from its binary's SHA-256 (releasetool
+# serial), where cyclonedx-gomod would draw a random one; the image's times
+# are the commit's; SHA256SUMS lists files in byte order whatever the
+# locale. The image's digests (index, and per platform manifest and
+# config) go in a file of their own, listed in SHA256SUMS like every file,
+# so the signature covers what a registry serves too.
+#
+# Signing: with RELEASE_SIGNING_KEY (a key in gpg's keyring, GNUPGHOME
+# honoured) SHA256SUMS gets a detached GPG signature, SHA256SUMS.sig,
+# checked against RELEASE_PUBLIC_KEY (the published key, release-key.asc);
+# without it the release is unsigned and says so (scripts/sign-release.sh).
+IMAGE_DIGESTS     = $(IMAGE:.tar=.digests)
+RELEASE_PUBLIC_KEY ?= release-key.asc
+
 .PHONY: release
-release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm64), their SBOMs, the linux image archive, licenses, notes and SHA256SUMS in dist/
+release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm64), their SBOMs, the linux image archive and its digests, licenses, notes and SHA256SUMS in dist/, reproducibly; SHA256SUMS.sig if RELEASE_SIGNING_KEY is set
 	rm -rf $(DIST) && mkdir -p $(DIST)
 	@set -e; for platform in $(PLATFORMS); do \
 		os=$${platform%/*}; arch=$${platform#*/}; \
@@ -146,7 +202,8 @@ release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm6
 		echo "building $$out"; \
 		GO=$(GO) GOOS=$$os GOARCH=$$arch scripts/build-plugin.sh --release $$out $(PLUGIN_VERSION); \
 		echo "writing $$out.sbom.json with cyclonedx-gomod $(CYCLONEDX_GOMOD_VERSION)"; \
-		log=$$(GOOS=$$os GOARCH=$$arch $(CYCLONEDX_GOMOD) bin -json -licenses \
+		serial=$$($(GO) run ./internal/releasetool serial $$out); \
+		log=$$(GOOS=$$os GOARCH=$$arch $(CYCLONEDX_GOMOD) bin -json -licenses -notimestamp -serial $$serial \
 			-version $(PLUGIN_VERSION) -output $$out.sbom.json $$out 2>&1) || { echo "$$log" >&2; exit 1; }; \
 	done
 	$(GO) run ./internal/releasetool licenses -o $(DIST)/THIRD_PARTY_LICENSES.md $(DIST)/*.sbom.json
@@ -154,28 +211,41 @@ release: $(CYCLONEDX_GOMOD) ## Static binaries for linux and darwin (amd64, arm6
 	$(GO) run ./internal/releasetool image -o $(IMAGE) -name $(PLUGIN_NAME) -version $(PLUGIN_VERSION) \
 		-revision "$(REVISION)" -source "https://$(MODULE)" -created "$(SOURCE_DATE_EPOCH)" \
 		$(foreach p,$(IMAGE_PLATFORMS),$(p)=$(DIST)/$(PLUGIN_NAME)_$(VERSION)_$(subst /,_,$(p)))
-	cd $(DIST) && sha256sum $(PLUGIN_NAME)_* THIRD_PARTY_LICENSES.md > SHA256SUMS
+	$(GO) run ./internal/releasetool digests -o $(IMAGE_DIGESTS) $(IMAGE)
+	cd $(DIST) && LC_ALL=C sha256sum $$(LC_ALL=C ls $(PLUGIN_NAME)_* THIRD_PARTY_LICENSES.md) > SHA256SUMS
 	$(GO) run ./internal/releasetool notes -version $(VERSION) -changelog CHANGELOG.md \
 		-sums $(DIST)/SHA256SUMS -goversion "$$($(GO) env GOVERSION)" -commit "$(COMMIT)" \
 		-image $(IMAGE) -o $(DIST)/RELEASE_NOTES.md
 	@cat $(DIST)/SHA256SUMS
+	@RELEASE_PUBLIC_KEY=$(RELEASE_PUBLIC_KEY) scripts/sign-release.sh $(DIST)
 
 $(CYCLONEDX_GOMOD):
 	@echo "installing cyclonedx-gomod $(CYCLONEDX_GOMOD_VERSION) from the Go module proxy into $(dir $@)"
 	GOBIN="$(dir $@)" $(GO) install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION)
 
+# release-check signs with a key made for the run (scripts/with-throwaway-key.sh
+# exports it as RELEASE_SIGNING_KEY, its public half as RELEASE_PUBLIC_KEY),
+# then checks the release with that public key in place of the published
+# one.
 .PHONY: release-check
-release-check: release ## Build the release and check names, checksums, version stamps, SBOMs, image, licenses and notes
+release-check: ## Build the release signed with a throwaway key, then release-verify it
+	scripts/with-throwaway-key.sh $(MAKE) --no-print-directory release release-verify
+
+# The checks of release-check on an existing dist/, against RELEASE_PUBLIC_KEY.
+.PHONY: release-verify
+release-verify: ## Check dist/: names, checksums, toolchain, stamps, SBOMs, image and digests, licenses, notes; the signature against RELEASE_PUBLIC_KEY (default release-key.asc) and refused bad ones; a byte-identical rebuild in a fresh clone
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) scripts/check-release.sh $(DIST) $(PLUGIN_NAME) $(VERSION) "$(PLATFORMS)"
+	scripts/check-signature.sh $(DIST) $(RELEASE_PUBLIC_KEY)
+	scripts/check-reproducible.sh $(DIST)
 
 .PHONY: fmtcheck
-fmtcheck: ## Fail if any Go file needs gofmt
-	@files="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+fmtcheck: ## Fail if any Go file needs gofmt (the pinned toolchain's)
+	@files="$$("$$($(GO) env GOROOT)/bin/gofmt" -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$files" ]; then echo "gofmt needed:"; echo "$$files"; exit 1; fi
 
 .PHONY: fmt
 fmt: ## Format the Go sources
-	gofmt -w $$(git ls-files '*.go')
+	"$$($(GO) env GOROOT)/bin/gofmt" -w $$(git ls-files '*.go')
 
 .PHONY: vault
 vault: ## Find or build the Vault binary the tests use and print its path

@@ -14,6 +14,10 @@
 # discovery, which roughly halves the build.
 set -euo pipefail
 
+# Built with the machine's own Go, like Vault (scripts/ensure-vault.sh says
+# why): a test fixture, cached by version alone.
+export GOTOOLCHAIN=local
+
 PROMETHEUS_MODULE_VERSION=${PROMETHEUS_MODULE_VERSION:-v0.316.0}
 PROMETHEUS_CACHE_DIR=${PROMETHEUS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-secrets-manus}
 dir="$PROMETHEUS_CACHE_DIR/prometheus-$PROMETHEUS_MODULE_VERSION"

@@ -12,6 +12,15 @@
 # PATH is used only if it does, and otherwise the cached build is found or made.
 set -euo pipefail
 
+# Vault is built with the machine's own Go, not the toolchain go.mod pins
+# for the plugin (which the Makefile exports as GOTOOLCHAIN): it is a test
+# fixture, never shipped, so the standard library's fixes in the pinned
+# toolchain do not matter to it; Vault v1.21.0 was released for, and builds
+# with, the Go of its day (go.mod: go 1.25.1); and the cached binary is
+# found by version alone, so a toolchain change neither forces the 10 to 15
+# minute rebuild nor leaves machines with binaries built by different Gos.
+export GOTOOLCHAIN=local
+
 MIN_VAULT_VERSION=${MIN_VAULT_VERSION:-1.16.0}
 exact_version=${VAULT_BUILD_VERSION:-}
 VAULT_BUILD_VERSION=${VAULT_BUILD_VERSION:-1.21.0}

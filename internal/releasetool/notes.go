@@ -86,9 +86,12 @@ func releaseNotes(version, changelog, checksums, commit, goVersion string, image
 		"Each binary `vault-plugin-secrets-manus_<version>_<os>_<arch>` has a CycloneDX\n" +
 		"SBOM beside it (`<binary>.sbom.json`: the modules it links, the Go version,\n" +
 		"the binary's SHA-256); `THIRD_PARTY_LICENSES.md` lists the linked modules'\n" +
-		"licenses. Check the files against these checksums (the same as `SHA256SUMS`),\n" +
+		"licenses and `<image archive>.digests` the container image's digests.\n" +
+		"`SHA256SUMS` (these checksums) covers them all, and `SHA256SUMS.sig` is its\n" +
+		"detached GPG signature by the maintainers' release key (docs/releases.md says\n" +
+		"where its fingerprint is published). Check the signature, then the files,\n" +
 		"then register the binary with its SHA-256:\n\n" +
-		"```sh\nsha256sum --check --ignore-missing SHA256SUMS\n```\n\n")
+		"```sh\ngpg --verify SHA256SUMS.sig SHA256SUMS\nsha256sum --check --ignore-missing SHA256SUMS\n```\n\n")
 	fmt.Fprintf(&b, "```\n%s```\n", checksums)
 	if image != nil {
 		writeImageNotes(&b, image)

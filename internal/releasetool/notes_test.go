@@ -39,6 +39,7 @@ func TestReleaseNotes(t *testing.T) {
 		"changes not yet released under a version",
 		"### Added\n- Something new.",
 		"abc123  vault-plugin-secrets-manus_1.2.3_linux_amd64\ndef456  THIRD_PARTY_LICENSES.md\n```\n",
+		"```sh\ngpg --verify SHA256SUMS.sig SHA256SUMS\nsha256sum --check --ignore-missing SHA256SUMS\n```\n",
 	} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("notes lack %q:\n%s", want, notes)

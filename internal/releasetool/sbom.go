@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha1" //nolint:gosec // for version 5 UUIDs (sbomSerial), which RFC 4122 defines with SHA-1
 	"crypto/sha256"
 	"debug/buildinfo"
 	"encoding/hex"
@@ -17,9 +18,13 @@ import (
 // bom is the part of a CycloneDX JSON document (spec 1.6, as
 // cyclonedx-gomod v1.10 writes it) that the release checks read.
 type bom struct {
-	BOMFormat   string `json:"bomFormat"`
-	SpecVersion string `json:"specVersion"`
-	Metadata    struct {
+	BOMFormat    string `json:"bomFormat"`
+	SpecVersion  string `json:"specVersion"`
+	SerialNumber string `json:"serialNumber"`
+	Metadata     struct {
+		// Timestamp is the time the SBOM was written, which would make
+		// every build of the release differ: `make release` leaves it out.
+		Timestamp  string          `json:"timestamp"`
 		Component  component       `json:"component"`
 		Properties []property      `json:"properties"`
 		Tools      json.RawMessage `json:"tools"`
@@ -171,8 +176,16 @@ func checkSBOM(b *bom, want sbomWant) []string {
 	sum, err := fileSHA256(want.binary)
 	if err != nil {
 		addf("hashing %s: %v", want.binary, err)
-	} else if got := b.property(propSHA256); got != sum {
-		addf("binary SHA-256 is %q, %s has %s", got, want.binary, sum)
+	} else {
+		if got := b.property(propSHA256); got != sum {
+			addf("binary SHA-256 is %q, %s has %s", got, want.binary, sum)
+		}
+		if want := "urn:uuid:" + sbomSerial(sum); b.SerialNumber != want {
+			addf("serial number is %q, want %s (derived from the binary's SHA-256, so a rebuild gives the same SBOM)", b.SerialNumber, want)
+		}
+	}
+	if b.Metadata.Timestamp != "" {
+		addf("metadata.timestamp is %q: an SBOM with the time it was written differs on every build", b.Metadata.Timestamp)
 	}
 
 	listed := b.componentVersions()
@@ -220,8 +233,39 @@ func diffModules(listed, linked map[string]string) []string {
 	return diffs
 }
 
+// sbomSerial is the serial number of the SBOM of the binary whose SHA-256
+// is sha256Hex: a name-based (version 5) UUID of "sha256:<hex>" in the
+// RFC 4122 URL namespace. cyclonedx-gomod would otherwise draw a random one;
+// this one identifies the SBOM as uniquely as the binary it describes and is
+// the same on every rebuild.
+func sbomSerial(sha256Hex string) string {
+	namespaceURL := [16]byte{0x6b, 0xa7, 0xb8, 0x11, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
+	h := sha1.New() //nolint:gosec // SHA-1 is what a version 5 UUID is defined with (RFC 4122 4.3), not a security measure
+	h.Write(namespaceURL[:])
+	h.Write([]byte("sha256:" + sha256Hex))
+	u := h.Sum(nil)[:16]
+	u[6] = u[6]&0x0f | 0x50 // version 5
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	x := hex.EncodeToString(u)
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+// runSerial prints the serial number `make release` gives the SBOM of the
+// binary named by the one argument (cyclonedx-gomod -serial takes it).
+func runSerial(args []string) error {
+	if len(args) != 1 {
+		return errors.New("need one binary")
+	}
+	sum, err := fileSHA256(args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Println(sbomSerial(sum))
+	return nil
+}
+
 func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := os.Open(path) //nolint:gosec // a release file named by make release or the release check
 	if err != nil {
 		return "", err
 	}

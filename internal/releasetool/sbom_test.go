@@ -28,6 +28,7 @@ func TestCheckSBOM(t *testing.T) {
 		b := testBOM(t, platform)
 		b.Metadata.Properties = append(b.Metadata.Properties,
 			property{propGoVersion, info.GoVersion}, property{propSHA256, sum})
+		b.SerialNumber = "urn:uuid:" + sbomSerial(sum)
 		for _, dep := range info.Deps {
 			b.Components = append(b.Components, component{Type: "library", Name: dep.Path, Version: dep.Version})
 		}
@@ -49,6 +50,12 @@ func TestCheckSBOM(t *testing.T) {
 		{"other platform", func(_ *bom, w *sbomWant) { w.platform = "plan9/386" }, "want plan9/386"},
 		{"no Go version", func(b *bom, _ *sbomWant) { b.Metadata.Properties = b.Metadata.Properties[:2] }, "Go version is \"\""},
 		{"other binary", func(b *bom, _ *sbomWant) { b.Metadata.Properties[3].Value = strings.Repeat("0", 64) }, "binary SHA-256 is"},
+		{"random serial number", func(b *bom, _ *sbomWant) {
+			b.SerialNumber = "urn:uuid:0b6d5e42-8a4c-4d3e-9c1f-2f0e8d7c6b5a"
+		}, "serial number is \"urn:uuid:0b6d5e42-8a4c-4d3e-9c1f-2f0e8d7c6b5a\", want urn:uuid:" + sbomSerial(sum)},
+		{"no serial number", func(b *bom, _ *sbomWant) { b.SerialNumber = "" }, "serial number is \"\""},
+		{"timestamp", func(b *bom, _ *sbomWant) { b.Metadata.Timestamp = "2026-11-29T03:02:06Z" },
+			"metadata.timestamp is \"2026-11-29T03:02:06Z\""},
 		{"module not linked", func(b *bom, _ *sbomWant) {
 			b.Components = append(b.Components, component{Name: "golang.org/x/oauth2", Version: "v0.38.0"})
 		}, "the SBOM lists golang.org/x/oauth2 v0.38.0, the binary does not link it"},
@@ -68,6 +75,19 @@ func TestCheckSBOM(t *testing.T) {
 				t.Fatalf("want a problem containing %q, got %q", tc.problem, problems)
 			}
 		})
+	}
+}
+
+// TestSBOMSerial pins the serial number to RFC 4122's version 5 UUID (as
+// Python's uuid.uuid5(uuid.NAMESPACE_URL, name) computes it), so any tool
+// can derive it from the binary's SHA-256, and shows it differs per binary.
+func TestSBOMSerial(t *testing.T) {
+	zeros := strings.Repeat("0", 64)
+	if got, want := sbomSerial(zeros), "423f8113-94a2-5ec1-a2d7-4804b4fbbe5c"; got != want {
+		t.Fatalf("sbomSerial(%s) = %s, want %s", zeros, got, want)
+	}
+	if sbomSerial(zeros) == sbomSerial(strings.Repeat("1", 64)) {
+		t.Fatal("two binaries' SBOMs get the same serial number")
 	}
 }
 
