@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make dev`: a dev Vault with the plugin registered (by sha256 and version)
 # and mounted at manus/, configured against a local Manus stand-in. Runs in
-# the foreground; Ctrl-C stops everything.
+# the foreground; Ctrl-C stops everything. It refuses to start if one of
+# its ports is taken (VAULT_PORT, VAULT_PORT+1, STANDIN_PORT move them): it
+# never registers the plugin in a Vault it did not start.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -10,6 +12,10 @@ STANDIN_PORT=${STANDIN_PORT:-8399}
 work_dir="$PWD/.dev"
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
+
+will_listen_vault "$VAULT_PORT" VAULT_PORT
+will_listen "$STANDIN_PORT" "Manus stand-in" STANDIN_PORT
+claim_ports
 
 client_id=tm_dev_standin_client
 client_secret=$(random_secret)
@@ -26,7 +32,8 @@ mount_manus "$client_id" "$client_secret"
 cat <<EOT
 
 ==> ready: Vault at $VAULT_ADDR with $plugin_name $plugin_version mounted at manus/,
-    configured against the local Manus stand-in. In another shell:
+    configured against the local Manus stand-in at http://127.0.0.1:$STANDIN_PORT.
+    In another shell:
 
     export PATH="$(dirname "$vault_bin"):\$PATH"
     export VAULT_ADDR='$VAULT_ADDR' VAULT_TOKEN='root'
