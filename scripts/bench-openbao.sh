@@ -44,7 +44,7 @@ vault_bin=$BAO_BIN
 server_extra_config='disable_standby_reads = false'
 client_id=tm_bench_client
 client_secret=$(random_secret)
-rm -rf "$work_dir"
+claim_work_dir
 build_binaries
 go build -o "$work_dir/manus-loadtest" ./cmd/manus-loadtest
 trap stop_all INT TERM EXIT

@@ -45,7 +45,7 @@ claim_ports
 client_id=tm_bench_client
 client_secret=$(random_secret)
 vault_bin=$(scripts/ensure-vault.sh)
-rm -rf "$work_dir"
+claim_work_dir
 build_binaries
 go build -o "$work_dir/manus-loadtest" ./cmd/manus-loadtest
 paths=(-path manus/token -path manus-nl/token)

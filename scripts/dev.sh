@@ -20,7 +20,7 @@ claim_ports
 client_id=tm_dev_standin_client
 client_secret=$(random_secret)
 vault_bin=$(scripts/ensure-vault.sh)
-rm -rf "$work_dir"
+claim_work_dir
 build_binaries
 trap stop_all INT TERM EXIT
 start_standin "$client_id" "$client_secret"

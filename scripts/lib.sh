@@ -123,6 +123,22 @@ health_is() {
 	[ "$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' "$1/v1/sys/health")" = "$2" ]
 }
 
+# claim_work_dir empties $work_dir for this run, unless a run of these
+# scripts that is still going uses it or a folder in it (dev.sh's .dev holds
+# the benchmarks' folders): its servers run their plugin from there.
+claim_work_dir() {
+	local file owner
+	while IFS= read -r file; do
+		owner=$(cat "$file" 2>/dev/null) || continue
+		if [ -n "$owner" ] && kill -0 "$owner" 2>/dev/null; then
+			die "$(dirname "$file") belongs to another run that is still going (pid $owner): stop it first (or, if pid $owner is something else, delete $file)"
+		fi
+	done < <(find "$work_dir" -name run.pid 2>/dev/null)
+	rm -rf "$work_dir"
+	mkdir -p "$work_dir"
+	echo "$$" > "$work_dir/run.pid"
+}
+
 # build_binaries builds the plugin (version stamped) into $work_dir/plugins
 # and the stand-in into $work_dir.
 build_binaries() {
