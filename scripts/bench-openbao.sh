@@ -73,7 +73,7 @@ echo "    active node $active, standby $standby"
 	-path standby:manus/token -path active:manus/token \
 	-standin "http://127.0.0.1:$STANDIN_PORT" \
 	-lease-prefix manus/token/ -lease-prefix manus-nl/token/ \
-	-vault "$BAO_BIN" -plugin "$work_dir/plugins/$plugin_name" \
+	-vault "$BAO_BIN" -plugin-path "$work_dir/plugins/$plugin_name" \
 	-concurrency "$CONCURRENCY" -duration "$DURATION" -repeat "$REPEAT" \
 	| tee "$work_dir/results.txt"
 echo "==> results in $work_dir/results.txt"

@@ -102,7 +102,7 @@ fi
 echo "==> load test on $STORAGE storage: concurrency $CONCURRENCY, $DURATION per path, $REPEAT rounds"
 "$work_dir/manus-loadtest" \
 	"${paths[@]}" \
-	-vault "$vault_bin" -plugin "$work_dir/plugins/$plugin_name" \
+	-vault "$vault_bin" -plugin-path "$work_dir/plugins/$plugin_name" \
 	-lease-prefix manus/token/ -lease-prefix manus-nl/token/ \
 	-standin "http://127.0.0.1:$STANDIN_PORT" \
 	-concurrency "$CONCURRENCY" -duration "$DURATION" -repeat "$REPEAT" \

@@ -19,6 +19,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -49,6 +50,7 @@ type options struct {
 	repeat      int
 	paths       pathList
 	pluginName  string
+	pluginPath  string
 	vaultName   string
 	leasePrefix pathList
 	coldMount   string
@@ -76,7 +78,8 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured reads before each measurement")
 	flag.IntVar(&o.repeat, "repeat", 3, "rounds over all paths; figures are medians over rounds")
 	flag.Var(&o.paths, "path", "path to read (repeatable): the first is measured against each later one, its baselines")
-	flag.StringVar(&o.pluginName, "plugin", "vault-plugin-secrets-manus", "plugin binary name, or the path it runs from, for its RSS")
+	flag.StringVar(&o.pluginName, "plugin", "vault-plugin-secrets-manus", "plugin name in the catalog (for -cold-mount) and, without -plugin-path, binary name for its RSS")
+	flag.StringVar(&o.pluginPath, "plugin-path", "", "the path the plugin runs from, for its RSS (default: any process named -plugin)")
 	flag.StringVar(&o.vaultName, "vault", "vault", "Vault server binary name, or the path it runs from, for its RSS")
 	flag.Var(&o.leasePrefix, "lease-prefix", "count the leases Vault holds under this prefix afterwards (repeatable), e.g. manus/token/")
 	flag.StringVar(&o.coldMount, "cold-mount", "", "if set, time mounting the plugin here until the first token")
@@ -100,7 +103,7 @@ func main() {
 	if o.coldMount != "" {
 		report["cold_start"] = measureColdStart(client, o)
 	}
-	report["plugin_peak_rss_kib"] = peakRSS(o.pluginName)
+	report["plugin_peak_rss_kib"] = peakRSS(cmp.Or(o.pluginPath, o.pluginName))
 	report["vault_peak_rss_kib"] = peakRSS(o.vaultName)
 	leases := map[string]int{}
 	for _, prefix := range o.leasePrefix {
