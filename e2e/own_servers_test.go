@@ -45,7 +45,7 @@ func TestDevRefusesTakenPorts(t *testing.T) {
 		}
 		for _, want := range []string{
 			fmt.Sprintf("port %d on 127.0.0.1 (Vault API) is already in use", other.port),
-			fmt.Sprintf("port %d on 127.0.0.1 (Vault cluster port, VAULT_PORT+1) is already in use", other.port+1),
+			fmt.Sprintf("port %d on 127.0.0.1 (Vault cluster port, API port + 1) is already in use", other.port+1),
 			"set VAULT_PORT to move the port",
 		} {
 			if !strings.Contains(out, want) {

@@ -43,7 +43,7 @@ will_listen() {
 # cluster port, PORT+1 (where dev mode and start_raft_node put it).
 will_listen_vault() {
 	will_listen "$1" "${3:-Vault} API" "$2"
-	will_listen "$(($1 + 1))" "${3:-Vault} cluster port, $2+1" "$2"
+	will_listen "$(($1 + 1))" "${3:-Vault} cluster port, API port + 1" "$2"
 }
 
 # claim_ports prints the planned ports and refuses to go on if any of them
