@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154 # work_dir, vault_bin and the ports are the sourcing script's
 # Shared by scripts/dev.sh, scripts/bench-vault.sh and
 # scripts/bench-openbao.sh: build the plugin, run the Manus stand-in and a
 # dev Vault, a Vault on Raft storage or a Raft cluster, with the plugin
