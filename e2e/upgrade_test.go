@@ -139,7 +139,7 @@ func TestUpgradeStepsAsDocumented(t *testing.T) {
 	// Installed as the README says, with the proxy setting of its step 3.
 	v := startVaultWithPlugins(t, plugins)
 	v.mustVault("plugin", "register", "-sha256="+pluginSHA256, "-version="+oldVersion,
-		"-env", "HTTPS_PROXY="+proxy.url, "secret", pluginName)
+		"-env", "HTTPS_PROXY="+proxy.url, "-env", "MANUS_ALLOWED_BASE_URLS="+manus.url, "secret", pluginName)
 	mounts := []string{"manus", "manus-sandbox"}
 	for _, m := range mounts {
 		v.mount(m)
@@ -150,6 +150,7 @@ func TestUpgradeStepsAsDocumented(t *testing.T) {
 		t.Fatalf("before the upgrade: %d CONNECTs, %d mints; want one each per mount (the verified config writes)", proxy.count(), manus.Mints())
 	}
 	token := v.mustReadToken("manus").Data["access_token"]
+	v.expectBaseURLRestricted("as installed")
 
 	blocks := upgradeBlocks(t,
 		"0.1.0", strings.TrimPrefix(oldVersion, "v"),
@@ -157,6 +158,7 @@ func TestUpgradeStepsAsDocumented(t *testing.T) {
 		"sudo ", "",
 		"/etc/vault/plugins", plugins,
 		"http://proxy:3128", proxy.url,
+		"MANUS_ALLOWED_BASE_URLS=https://api.manus.im", "MANUS_ALLOWED_BASE_URLS="+manus.url,
 	)
 	var connects int
 	steps := []struct {
@@ -194,6 +196,7 @@ func TestUpgradeStepsAsDocumented(t *testing.T) {
 			if got := v.mustReadToken("manus").Data["access_token"]; got != token || manus.Mints() != len(mounts) {
 				t.Fatalf("after the upgrade: same token %t, %d mints; want the persisted token", got == token, manus.Mints())
 			}
+			v.expectBaseURLRestricted("after the upgrade")
 		}},
 		{`vault plugin deregister -version="v${OLD}"`, func(out string) {
 			if strings.Contains(out, oldVersion) {
@@ -215,6 +218,7 @@ func TestUpgradeStepsAsDocumented(t *testing.T) {
 			if v.mustReadToken("manus").Data["access_token"] != token {
 				t.Fatal("after the rollback the token read changed")
 			}
+			v.expectBaseURLRestricted("after the rollback")
 		}},
 	}
 	if len(blocks) != len(steps) {
@@ -240,6 +244,18 @@ func TestUpgradeStepsAsDocumented(t *testing.T) {
 		step.check(out)
 	}
 	sh.finish()
+}
+
+// expectBaseURLRestricted checks that the running version has the
+// registration's MANUS_ALLOWED_BASE_URLS: a config write with another
+// base_url answers 400 naming it.
+func (v *vaultServer) expectBaseURLRestricted(when string) {
+	v.t.Helper()
+	_, err := v.vault("write", "manus-sandbox/config", "client_id="+testClientID, "client_secret="+testClientSecret,
+		"base_url=https://manus.example", "ca_cert=")
+	if err == nil || !strings.Contains(err.Error(), "MANUS_ALLOWED_BASE_URLS") {
+		v.t.Fatalf("%s, a config write with a base_url outside MANUS_ALLOWED_BASE_URLS was not refused for it: %v", when, err)
+	}
 }
 
 // upgradeBlocks returns the sh blocks of docs/upgrading.md's Upgrading
