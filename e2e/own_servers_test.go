@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -117,6 +119,100 @@ echo "start_dev_vault returned: $VAULT_ADDR counts as this run's Vault"`
 			t.Fatalf("start_dev_vault does not say %q and show the bind error:\n%s", want, out)
 		}
 	})
+}
+
+// TestDevRunsAndStops runs scripts/dev.sh on free ports to its "ready"
+// message and holds what it and the README promise: the ports it names,
+// manus/token read with the root token "root", and Ctrl-C (SIGINT to its
+// process group, as a terminal sends it) leaving nothing listening.
+func TestDevRunsAndStops(t *testing.T) {
+	t.Parallel()
+	vaultPort, standinPort := freePortPair(t), freePort(t)
+	addr := fmt.Sprintf("http://127.0.0.1:%d", vaultPort)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join("scripts", "dev.sh"))
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "VAULT_BIN="+vaultBin, "DEV_DIR="+filepath.Join(t.TempDir(), "dev"),
+		"VAULT_PORT="+strconv.Itoa(vaultPort), "STANDIN_PORT="+strconv.Itoa(standinPort))
+	out, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = processAttrs()
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	liveGroups.Store(cmd.Process.Pid, struct{}{})
+	defer liveGroups.Delete(cmd.Process.Pid)
+	exited := make(chan error, 1)
+	text := &lockedText{}
+	ready := make(chan bool, 1)
+	go func() {
+		lines := bufio.NewScanner(out)
+		for lines.Scan() {
+			text.add(lines.Text())
+			if strings.HasPrefix(lines.Text(), "==> ready") {
+				ready <- true
+			}
+		}
+		exited <- cmd.Wait()
+	}()
+	select {
+	case <-ready:
+	case err := <-exited:
+		t.Fatalf("scripts/dev.sh exited before it was ready: %v\n%s", err, text.String())
+	}
+	time.Sleep(200 * time.Millisecond) // the rest of the message
+	for _, want := range []string{
+		fmt.Sprintf("127.0.0.1:%d: Vault API (VAULT_PORT)", vaultPort),
+		fmt.Sprintf("127.0.0.1:%d: Manus stand-in (STANDIN_PORT)", standinPort),
+		fmt.Sprintf("export VAULT_ADDR='%s' VAULT_TOKEN='root'", addr),
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("scripts/dev.sh does not say %q", want)
+		}
+	}
+	read := exec.Command(vaultBin, "read", "-field=access_token", "manus/token")
+	read.Env = append(os.Environ(), "VAULT_ADDR="+addr, "BAO_ADDR="+addr, "VAULT_TOKEN=root", "BAO_TOKEN=root",
+		"VAULT_AGENT_ADDR=", "BAO_AGENT_ADDR=", "HOME="+t.TempDir())
+	token, err := read.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(token), "standin_") {
+		t.Fatalf("vault read manus/token with the root token root: %v %s\n%s", err, token, text.String())
+	}
+
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) // Ctrl-C
+	select {
+	case <-exited:
+	case <-time.After(time.Minute):
+		t.Fatalf("scripts/dev.sh did not stop after SIGINT:\n%s", text.String())
+	}
+	for _, port := range []int{vaultPort, vaultPort + 1, standinPort} {
+		if portTaken(port) {
+			t.Errorf("port %d is still taken after scripts/dev.sh stopped", port)
+		}
+	}
+}
+
+// lockedText collects lines one goroutine reads while another looks.
+type lockedText struct {
+	mu   sync.Mutex
+	text strings.Builder
+}
+
+func (l *lockedText) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.text.WriteString(line + "\n")
+}
+
+func (l *lockedText) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.text.String()
 }
 
 // TestHarnessCountsOnlyItsOwnServer starts a dev server on the port of

@@ -3,13 +3,14 @@
 # and mounted at manus/, configured against a local Manus stand-in. Runs in
 # the foreground; Ctrl-C stops everything. It refuses to start if one of
 # its ports is taken (VAULT_PORT, VAULT_PORT+1, STANDIN_PORT move them): it
-# never registers the plugin in a Vault it did not start.
+# never registers the plugin in a Vault it did not start. DEV_DIR (default
+# .dev) holds the binaries and logs.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 VAULT_PORT=${VAULT_PORT:-8200}
 STANDIN_PORT=${STANDIN_PORT:-8399}
-work_dir="$PWD/.dev"
+work_dir=${DEV_DIR:-$PWD/.dev}
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 

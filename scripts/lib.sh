@@ -125,15 +125,21 @@ health_is() {
 
 # claim_work_dir empties $work_dir for this run, unless a run of these
 # scripts that is still going uses it or a folder in it (dev.sh's .dev holds
-# the benchmarks' folders): its servers run their plugin from there.
+# the benchmarks' folders): its servers run their plugin from there. A
+# folder outside the repository's .dev is emptied only if a run made it.
 claim_work_dir() {
-	local file owner
+	local file owner ours=0
+	case $work_dir in "$PWD/.dev" | "$PWD"/.dev/*) ours=1 ;; esac
 	while IFS= read -r file; do
+		ours=1
 		owner=$(cat "$file" 2>/dev/null) || continue
 		if [ -n "$owner" ] && kill -0 "$owner" 2>/dev/null; then
 			die "$(dirname "$file") belongs to another run that is still going (pid $owner): stop it first (or, if pid $owner is something else, delete $file)"
 		fi
 	done < <(find "$work_dir" -name run.pid 2>/dev/null)
+	if [ "$ours" = 0 ] && [ -n "$(ls -A "$work_dir" 2>/dev/null)" ]; then
+		die "$work_dir is not empty and no run of these scripts made it: choose a new folder"
+	fi
 	rm -rf "$work_dir"
 	mkdir -p "$work_dir"
 	echo "$$" > "$work_dir/run.pid"

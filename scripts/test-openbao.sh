@@ -69,6 +69,7 @@ not_applicable=(
 	"TestVaultAgentTemplateRestartBackOff: checks the Agent behaviour of a Vault release number (1.16 vs 1.17, GH-25497); OpenBao's releases are numbered apart"
 	"TestContainerizedPlugin: Vault's containerized plugins under Docker (build tag containerized, make test-containerized, which also checks the extraction OpenBao's declarative plugins do); OpenBao runs no plugin containers"
 	"TestDevRefusesTakenPorts: about scripts/dev.sh (make dev), which runs Vault; the port checks in scripts/lib.sh it holds are the same for bench-openbao"
+	"TestDevRunsAndStops: about scripts/dev.sh (make dev) and the README's quickstart, which run Vault"
 	"TestUpgradeStepsAsDocumented: runs docs/upgrading.md's vault commands as written, whose reload takes Vault's -type (the page gives OpenBao's form); TestUpgradeToNextVersion runs the upgrade on OpenBao"
 	"TestMetricsScrapedByPrometheus: about Prometheus (a scrape through the server and the example alert rules); the plugin's side is the same, and the cluster tests read the metrics path through OpenBao"
 )
