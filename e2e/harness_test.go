@@ -28,6 +28,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -172,6 +173,7 @@ func buildPluginBinary(bin, version string) (string, error) {
 type vaultServer struct {
 	t         *testing.T
 	addr      string // http://127.0.0.1:port
+	port      int
 	dir       string
 	logPath   string
 	args      []string // `vault server` arguments, reused by restart
@@ -187,19 +189,15 @@ type vaultServer struct {
 // it started, when the test ends.
 func startVault(t *testing.T) *vaultServer {
 	t.Helper()
+	return startVaultWithPlugins(t, pluginDir)
+}
+
+// startVaultWithPlugins is startVault with another plugin directory.
+func startVaultWithPlugins(t *testing.T, dir string) *vaultServer {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
 		// Dev mode also listens on the API port + 1 for cluster traffic.
-		v := newVaultServer(t, freePortPair(t))
-		configPath := filepath.Join(v.dir, "extra.hcl")
-		writeFile(t, configPath, fmt.Sprintf("plugin_directory = %q\n", pluginDir))
-		v.token = rootToken
-		v.args = []string{"server", "-dev",
-			"-dev-root-token-id=" + rootToken,
-			"-dev-listen-address=" + strings.TrimPrefix(v.addr, "http://"),
-			"-dev-no-store-token",
-			"-config=" + configPath,
-			"-log-level=trace",
-		}
+		v := newDevVault(t, freePortPair(t), dir)
 		v.start()
 		if !v.lostPortRace() || attempt == 3 {
 			v.waitHealth(http.StatusOK)
@@ -209,8 +207,29 @@ func startVault(t *testing.T) *vaultServer {
 	}
 }
 
+// newDevVault prepares, without starting it, a dev server on port with the
+// plugin directory dir and the root token rootToken.
+func newDevVault(t *testing.T, port int, dir string) *vaultServer {
+	t.Helper()
+	v := newVaultServer(t, port)
+	configPath := filepath.Join(v.dir, "extra.hcl")
+	writeFile(t, configPath, fmt.Sprintf("plugin_directory = %q\n", dir))
+	v.token = rootToken
+	v.args = []string{"server", "-dev",
+		"-dev-root-token-id=" + rootToken,
+		"-dev-listen-address=" + strings.TrimPrefix(v.addr, "http://"),
+		"-dev-no-store-token",
+		"-config=" + configPath,
+		"-log-level=trace",
+	}
+	return v
+}
+
 // lostPortRace waits until the server answers or exits, and reports
-// whether it exited because its address was taken since freePort chose it.
+// whether it exited because its address was taken since freePort chose it
+// (by another test process: every suite's dev servers take the root token
+// "root", and what answers on a lost port is one of them, which health
+// does not count).
 func (v *vaultServer) lostPortRace() bool {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -232,6 +251,7 @@ func newVaultServer(t *testing.T, port int) *vaultServer {
 	v := &vaultServer{
 		t:       t,
 		addr:    fmt.Sprintf("http://127.0.0.1:%d", port),
+		port:    port,
 		dir:     dir,
 		logPath: filepath.Join(dir, "vault.log"),
 	}
@@ -267,11 +287,17 @@ func (v *vaultServer) start() {
 
 // env is the environment of the server, its CLI and its Agent. The bao CLI
 // reads VAULT_ADDR and VAULT_TOKEN too, but prefers BAO_ADDR and BAO_TOKEN,
-// so those are set as well, lest the caller's own win.
+// so those are set as well, lest the caller's own win. The caller's Agent
+// address would take the CLI's requests elsewhere, and a proxy setting the
+// plugin inherits from the server would stand in for the -env of its
+// registration: both are emptied, which their readers take as unset.
 func (v *vaultServer) env() []string {
 	return append(os.Environ(),
 		"VAULT_ADDR="+v.addr, "BAO_ADDR="+v.addr,
 		"VAULT_TOKEN="+v.token, "BAO_TOKEN="+v.token,
+		"VAULT_AGENT_ADDR=", "BAO_AGENT_ADDR=",
+		"VAULT_HTTP_PROXY=", "VAULT_PROXY_ADDR=", "BAO_HTTP_PROXY=", "BAO_PROXY_ADDR=",
+		"HTTPS_PROXY=", "https_proxy=", "HTTP_PROXY=", "http_proxy=",
 		"HOME="+v.dir, // keep the CLI's token helper out of the real home
 		"VAULT_FORMAT=", "BAO_FORMAT=",
 		"VAULT_CLI_NO_COLOR=1", "BAO_CLI_NO_COLOR=1",
@@ -279,8 +305,13 @@ func (v *vaultServer) env() []string {
 }
 
 // health is the status of sys/health: 200 active, 429 standby, 501 not
-// initialised, 503 sealed; 0 when nothing answers.
+// initialised, 503 sealed; 0 when nothing answers, or when what answers is
+// not this server's process (it exited, or has not bound its port yet, and
+// another server holds it).
 func (v *vaultServer) health() int {
+	if !listensOn(v.cmd.Process.Pid, v.port) {
+		return 0
+	}
 	resp, err := http.Get(v.addr + "/v1/sys/health")
 	if err != nil {
 		return 0
@@ -556,6 +587,38 @@ func atoi(s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// listensOn reports whether process pid itself holds a socket listening on
+// TCP port, so that what answers at 127.0.0.1:port is that process: the
+// socket's inode, from /proc/net/tcp and tcp6, among pid's descriptors.
+func listensOn(pid, port int) bool {
+	inodes := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			// sl local_address rem_address st ... inode; st 0A is LISTEN.
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" {
+				continue
+			}
+			i := strings.LastIndexByte(f[1], ':')
+			if p, err := strconv.ParseUint(f[1][i+1:], 16, 16); err == nil && int(p) == port {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && inodes[link] {
+			return true
+		}
+	}
+	return false
 }
 
 // handedOut remembers every port given to a test, so parallel tests never

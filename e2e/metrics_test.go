@@ -271,7 +271,8 @@ rule_files:
 scrape_configs:
 `+job("vault-manus", "monitoring-token")+job("vault-manus-denied", "denied-token"))
 
-	p := &prometheusServer{addr: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), logPath: filepath.Join(dir, "prometheus.log")}
+	port := freePort(t)
+	p := &prometheusServer{addr: fmt.Sprintf("http://127.0.0.1:%d", port), logPath: filepath.Join(dir, "prometheus.log")}
 	logFile, err := os.Create(p.logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -300,6 +301,9 @@ scrape_configs:
 		case <-p.done:
 			t.Fatalf("prometheus exited:\n%s", p.logTail())
 		default:
+		}
+		if !listensOn(p.cmd.Process.Pid, port) {
+			return false // not up yet, or what answers is not this Prometheus
 		}
 		resp, err := http.Get(p.addr + "/-/ready")
 		if err != nil {

@@ -15,7 +15,8 @@
 # leases held afterwards and the peak RSS of the servers and the plugin.
 #
 # CONCURRENCY, DURATION, REPEAT tune the run; BASE_PORT (nodes on it, +10
-# and +20) and STANDIN_PORT the ports; results land in .dev/bench-openbao/.
+# and +20, each with its cluster port one above) and STANDIN_PORT the ports,
+# which must be free; results land in .dev/bench-openbao/.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,16 +34,17 @@ work_dir="$PWD/.dev/bench-openbao"
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-# The bao CLI prefers BAO_ADDR and BAO_TOKEN to the VAULT_ADDR and
-# VAULT_TOKEN that lib.sh exports; the caller's must not win.
-unset BAO_ADDR BAO_TOKEN BAO_NAMESPACE
+will_listen_raft_cluster 3 "$BASE_PORT" BASE_PORT
+will_listen "$STANDIN_PORT" "Manus stand-in" STANDIN_PORT
+claim_ports
+
 vault_bin=$BAO_BIN
 # Standby reads are OpenBao's default on Raft since 2.5; stated so the
 # benchmark does not depend on it.
 server_extra_config='disable_standby_reads = false'
 client_id=tm_bench_client
 client_secret=$(random_secret)
-rm -rf "$work_dir"
+claim_work_dir
 build_binaries
 go build -o "$work_dir/manus-loadtest" ./cmd/manus-loadtest
 trap stop_all INT TERM EXIT
@@ -60,7 +62,7 @@ for _ in $(seq 1 100); do
 	VAULT_ADDR=$standby "$vault_bin" read -field=client_id manus-nl/config >/dev/null 2>&1 && break
 	sleep 0.2
 done
-[ "$(curl -s -o /dev/null -w '%{http_code}' "$active/v1/sys/health")" = 200 ] ||
+health_is "$active" 200 ||
 	{ echo "bench-openbao: $active is no longer the active node" >&2; exit 1; }
 
 echo "==> load test on a 3-node OpenBao Raft cluster: concurrency $CONCURRENCY, $DURATION per path, $REPEAT rounds"
@@ -71,7 +73,7 @@ echo "    active node $active, standby $standby"
 	-path standby:manus/token -path active:manus/token \
 	-standin "http://127.0.0.1:$STANDIN_PORT" \
 	-lease-prefix manus/token/ -lease-prefix manus-nl/token/ \
-	-vault "$(basename "$BAO_BIN")" \
+	-vault "$BAO_BIN" -plugin-path "$work_dir/plugins/$plugin_name" \
 	-concurrency "$CONCURRENCY" -duration "$DURATION" -repeat "$REPEAT" \
 	| tee "$work_dir/results.txt"
 echo "==> results in $work_dir/results.txt"

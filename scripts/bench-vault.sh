@@ -17,6 +17,9 @@
 # and measures manus-ref/token in the same rounds, side by side.
 #
 # CONCURRENCY, DURATION, REPEAT tune the run; results land in .dev/bench/.
+# It listens on VAULT_PORT and VAULT_PORT+1 (Vault), STANDIN_PORT (the
+# stand-in) and PPROF_PORT (the plugin's pprof listener), and refuses to
+# start if one is taken.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,15 +31,21 @@ REPEAT=${REPEAT:-3}
 PROFILE=${PROFILE:-0}
 STORAGE=${STORAGE:-raft}
 COMPARE_REF=${COMPARE_REF:-}
-pprof_addr=127.0.0.1:18611
+PPROF_PORT=${PPROF_PORT:-18611}
+pprof_addr=127.0.0.1:$PPROF_PORT
 work_dir="$PWD/.dev/bench"
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
+will_listen_vault "$VAULT_PORT" VAULT_PORT
+will_listen "$STANDIN_PORT" "Manus stand-in" STANDIN_PORT
+will_listen "$PPROF_PORT" "the plugin's pprof listener" PPROF_PORT
+claim_ports
+
 client_id=tm_bench_client
 client_secret=$(random_secret)
 vault_bin=$(scripts/ensure-vault.sh)
-rm -rf "$work_dir"
+claim_work_dir
 build_binaries
 go build -o "$work_dir/manus-loadtest" ./cmd/manus-loadtest
 paths=(-path manus/token -path manus-nl/token)
@@ -73,12 +82,17 @@ fi
 
 if [ "$PROFILE" = 1 ]; then
 	echo "==> profiling a 20s manus/token run (Vault and plugin)"
+	# The plugin ignores a pprof port it cannot bind: profile only its own.
+	plugin_pid=$(pgrep -f "^$work_dir/plugins/$plugin_name\$" | head -n1) || true
+	if [ -z "$plugin_pid" ] || ! listens_on "$plugin_pid" "$PPROF_PORT"; then
+		die "the plugin process does not listen on $pprof_addr (taken since the start?)"
+	fi
 	"$work_dir/manus-loadtest" -path manus/token -concurrency "$CONCURRENCY" -duration 25s -repeat 1 -warmup 0s > /dev/null 2>&1 &
 	load_pid=$!
 	sleep 3
-	curl -fsS -H "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/sys/pprof/profile?seconds=20" -o "$work_dir/vault.cpu.pprof" &
+	curl --noproxy '*' -fsS -H "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/sys/pprof/profile?seconds=20" -o "$work_dir/vault.cpu.pprof" &
 	vault_profile_pid=$!
-	curl -fsS "http://$pprof_addr/debug/pprof/profile?seconds=20" -o "$work_dir/plugin.cpu.pprof"
+	curl --noproxy '*' -fsS "http://$pprof_addr/debug/pprof/profile?seconds=20" -o "$work_dir/plugin.cpu.pprof"
 	wait "$vault_profile_pid" "$load_pid" || true
 	go tool pprof -top -nodecount=25 "$work_dir/vault.cpu.pprof" > "$work_dir/vault.cpu.txt" 2>/dev/null || true
 	go tool pprof -top -nodecount=25 "$work_dir/plugin.cpu.pprof" > "$work_dir/plugin.cpu.txt" 2>/dev/null || true
@@ -88,6 +102,7 @@ fi
 echo "==> load test on $STORAGE storage: concurrency $CONCURRENCY, $DURATION per path, $REPEAT rounds"
 "$work_dir/manus-loadtest" \
 	"${paths[@]}" \
+	-vault "$vault_bin" -plugin-path "$work_dir/plugins/$plugin_name" \
 	-lease-prefix manus/token/ -lease-prefix manus-nl/token/ \
 	-standin "http://127.0.0.1:$STANDIN_PORT" \
 	-concurrency "$CONCURRENCY" -duration "$DURATION" -repeat "$REPEAT" \

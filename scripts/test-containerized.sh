@@ -5,12 +5,15 @@
 #
 # Needs root: it installs Debian's docker.io, runsc, iptables and skopeo if
 # they are missing, and starts dockerd (with the runsc runtime) if none is
-# running. It stops what it started, by process ID: the dockerd it started
-# (which stops its containerd and containers), and any container shim or
-# runsc process that appeared while it ran. Run `make release` first (the
-# make target does).
+# running; the dockerd it starts must be the one answering on its socket.
+# It stops what it started, by process ID: the dockerd it started (which
+# stops its containerd and containers), and any container shim or runsc
+# process that appeared while that dockerd ran. Run `make release` first
+# (the make target does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 fail() { echo "test-containerized: $*" >&2; exit 1; }
 
@@ -39,13 +42,22 @@ cleanup() {
 	local status=$?
 	trap - EXIT INT TERM
 	if [ -n "$dockerd_pid" ]; then
-		echo "==> stopping the dockerd this run started (pid $dockerd_pid)"
-		kill "$dockerd_pid" 2>/dev/null || true
-		for _ in $(seq 1 150); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.2; done
-		kill -9 "$dockerd_pid" 2>/dev/null || true
+		stop_started_dockerd
 	fi
-	# Give exiting shims and sandboxes a moment, then end what is left of
-	# the ones this run started.
+	rm -rf "$work"
+	exit "$status"
+}
+
+# stop_started_dockerd stops the dockerd this run started, then ends what is
+# left of the container shims and sandboxes that appeared while it ran,
+# after giving them a moment to exit. (With a dockerd that was already
+# running, the test removes its own containers, and new shims may be
+# anyone's.)
+stop_started_dockerd() {
+	echo "==> stopping the dockerd this run started (pid $dockerd_pid)"
+	kill "$dockerd_pid" 2>/dev/null || true
+	for _ in $(seq 1 150); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.2; done
+	kill -9 "$dockerd_pid" 2>/dev/null || true
 	for _ in $(seq 1 25); do
 		runtime_pids > "$work/after"
 		[ -z "$(comm -13 "$work/before" "$work/after")" ] && break
@@ -56,8 +68,6 @@ cleanup() {
 		echo "==> stopping leftover container runtime process $pid: $(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-100)"
 		kill -9 "$pid" 2>/dev/null || true
 	done
-	rm -rf "$work"
-	exit "$status"
 }
 trap cleanup EXIT INT TERM
 
@@ -81,15 +91,20 @@ else
 		  }
 		}
 	EOF
-	echo "==> starting dockerd with the runsc runtime (log: $work/dockerd.log)"
-	dockerd --config-file "$work/daemon.json" > "$work/dockerd.log" 2>&1 &
+	# The CLI, and the test's Vault through it, talk to this dockerd's
+	# socket, and only once this dockerd is the process listening there.
+	socket=/var/run/docker.sock
+	export DOCKER_HOST=unix://$socket
+	echo "==> starting dockerd with the runsc runtime on $socket (log: $work/dockerd.log)"
+	dockerd --config-file "$work/daemon.json" -H "$DOCKER_HOST" > "$work/dockerd.log" 2>&1 &
 	dockerd_pid=$!
+	ready=0
 	for _ in $(seq 1 150); do
-		docker info >/dev/null 2>&1 && break
-		kill -0 "$dockerd_pid" 2>/dev/null || { cat "$work/dockerd.log" >&2; fail "dockerd exited"; }
+		if docker info >/dev/null 2>&1 && listens_on "$dockerd_pid" "$socket"; then ready=1; break; fi
+		kill -0 "$dockerd_pid" 2>/dev/null || { cat "$work/dockerd.log" >&2; fail "the dockerd this run started exited"; }
 		sleep 0.2
 	done
-	docker info >/dev/null 2>&1 || { tail -20 "$work/dockerd.log" >&2; fail "dockerd did not come up"; }
+	[ "$ready" = 1 ] || { tail -20 "$work/dockerd.log" >&2; fail "the dockerd this run started did not come up on $socket"; }
 fi
 
 VAULT_BIN=$(scripts/ensure-vault.sh)

@@ -54,6 +54,7 @@ single_node=(
 	TestSameConfigWrittenTwiceMintsNothing
 	TestRefreshBelongsToTheOperatorPolicy
 	TestKubernetesConsumersSeeOneSecretPerToken
+	TestHarnessCountsOnlyItsOwnServer
 )
 # The cluster tests: the OpenBao ones, and the suite's Raft failover test,
 # whose read through a standby is, on OpenBao, a leased read that the
@@ -67,6 +68,9 @@ not_applicable=(
 	"TestVaultAgentLeaseRenewalThreshold: checks the Agent behaviour of a Vault release number (1.16 vs 1.17, GH-25212); OpenBao's releases are numbered apart"
 	"TestVaultAgentTemplateRestartBackOff: checks the Agent behaviour of a Vault release number (1.16 vs 1.17, GH-25497); OpenBao's releases are numbered apart"
 	"TestContainerizedPlugin: Vault's containerized plugins under Docker (build tag containerized, make test-containerized, which also checks the extraction OpenBao's declarative plugins do); OpenBao runs no plugin containers"
+	"TestDevRefusesTakenPorts: about scripts/dev.sh (make dev), which runs Vault; the port checks in scripts/lib.sh it holds are the same for bench-openbao"
+	"TestDevRunsAndStops: about scripts/dev.sh (make dev) and the README's quickstart, which run Vault"
+	"TestUpgradeStepsAsDocumented: runs docs/upgrading.md's vault commands as written, whose reload takes Vault's -type (the page gives OpenBao's form); TestUpgradeToNextVersion runs the upgrade on OpenBao"
 	"TestMetricsScrapedByPrometheus: about Prometheus (a scrape through the server and the example alert rules); the plugin's side is the same, and the cluster tests read the metrics path through OpenBao"
 )
 defined=$(sed -n 's/^func \(Test[A-Za-z0-9_]*\)(t \*testing\.T).*/\1/p' e2e/*_test.go | sort)

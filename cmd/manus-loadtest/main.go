@@ -19,6 +19,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -49,6 +50,7 @@ type options struct {
 	repeat      int
 	paths       pathList
 	pluginName  string
+	pluginPath  string
 	vaultName   string
 	leasePrefix pathList
 	coldMount   string
@@ -76,8 +78,9 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured reads before each measurement")
 	flag.IntVar(&o.repeat, "repeat", 3, "rounds over all paths; figures are medians over rounds")
 	flag.Var(&o.paths, "path", "path to read (repeatable): the first is measured against each later one, its baselines")
-	flag.StringVar(&o.pluginName, "plugin", "vault-plugin-secrets-manus", "plugin binary name, for its RSS")
-	flag.StringVar(&o.vaultName, "vault", "vault", "Vault server binary name, for its RSS")
+	flag.StringVar(&o.pluginName, "plugin", "vault-plugin-secrets-manus", "plugin name in the catalog (for -cold-mount) and, without -plugin-path, binary name for its RSS")
+	flag.StringVar(&o.pluginPath, "plugin-path", "", "the path the plugin runs from, for its RSS (default: any process named -plugin)")
+	flag.StringVar(&o.vaultName, "vault", "vault", "Vault server binary name, or the path it runs from, for its RSS")
 	flag.Var(&o.leasePrefix, "lease-prefix", "count the leases Vault holds under this prefix afterwards (repeatable), e.g. manus/token/")
 	flag.StringVar(&o.coldMount, "cold-mount", "", "if set, time mounting the plugin here until the first token")
 	flag.StringVar(&o.coldConfig, "cold-config", "", "JSON config written to the cold mount")
@@ -100,7 +103,7 @@ func main() {
 	if o.coldMount != "" {
 		report["cold_start"] = measureColdStart(client, o)
 	}
-	report["plugin_peak_rss_kib"] = peakRSS(o.pluginName)
+	report["plugin_peak_rss_kib"] = peakRSS(cmp.Or(o.pluginPath, o.pluginName))
 	report["vault_peak_rss_kib"] = peakRSS(o.vaultName)
 	leases := map[string]int{}
 	for _, prefix := range o.leasePrefix {
@@ -363,8 +366,10 @@ func vaultRequest(client *http.Client, o options, method, path, body string) (in
 	return resp.StatusCode, msg, nil
 }
 
-// peakRSS is the high-water RSS (VmHWM) of the running plugin processes, in
-// KiB; Linux only.
+// peakRSS is the high-water RSS (VmHWM) of the running processes of a
+// binary, in KiB; Linux only. A name with a slash is the path the process
+// was started from, so that other processes of the same binary on the host
+// (another Vault) are not counted.
 func peakRSS(name string) int {
 	peak := 0
 	entries, _ := os.ReadDir("/proc")
@@ -373,7 +378,7 @@ func peakRSS(name string) int {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || filepath.Base(string(bytes.SplitN(cmdline, []byte{0}, 2)[0])) != name {
+		if err != nil || !runsFrom(string(bytes.SplitN(cmdline, []byte{0}, 2)[0]), name) {
 			continue
 		}
 		status, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
@@ -385,6 +390,15 @@ func peakRSS(name string) int {
 		}
 	}
 	return peak
+}
+
+// runsFrom reports whether a process started as argv0 is the binary name:
+// the same path if name has a slash, else the same file name.
+func runsFrom(argv0, name string) bool {
+	if strings.Contains(name, "/") {
+		return argv0 == name
+	}
+	return filepath.Base(argv0) == name
 }
 
 func printTable(report map[string]any, results []pathResult) {
