@@ -55,6 +55,10 @@ single_node=(
 	TestRefreshBelongsToTheOperatorPolicy
 	TestKubernetesConsumersSeeOneSecretPerToken
 	TestHarnessCountsOnlyItsOwnServer
+	TestPlantedBaseURLCannotCaptureARotationThroughCLI
+	TestPlantedCACertCannotCaptureARotationThroughCLI
+	TestRegistrationRestrictsBaseURLThroughCLI
+	TestRefreshLoopMintsOnce
 )
 # The cluster tests: the OpenBao ones, and the suite's Raft failover test,
 # whose read through a standby is, on OpenBao, a leased read that the
