@@ -58,27 +58,27 @@ func docsSituations() map[string]docsSituation {
 			e.manus.DeleteClient(testClientID)
 			return e.readTokenError()
 		},
-		"invalid request":      outage(standin.Fault{Status: 400, Body: `{"code":"INVALID_REQUEST","message":"client_id or client_secret is missing"}`}),
-		"invalid grant type":   outage(standin.Fault{Status: 400, Body: `{"code":"INVALID_GRANT_TYPE","message":"grant_type must be exactly client_credentials"}`}),
-		"rate limited":         outage(standin.Fault{Status: http.StatusTooManyRequests, Body: `{"code":"RESOURCE_EXHAUSTED","message":"slow down"}`}),
-		"unavailable":          outage(standin.Unavailable()),
-		"temporarily":          outage(standin.Fault{Status: 400, Body: `{"error":"temporarily_unavailable"}`}),
-		"redirect":             outage(standin.Fault{Status: http.StatusFound, Header: map[string]string{"Location": "https://elsewhere.example/"}}),
-		"HTML page":            outage(standin.Fault{Status: 200, Body: "<html>hello</html>", ContentType: "text/html"}),
-		"DPoP token":           outage(standin.Fault{Status: 200, Body: `{"access_token":"x","token_type":"DPoP","expires_in":3600}`}),
-		"connection refused":   docsReadAt(func(t *testing.T, e *testEnv) string { return closedLoopbackURL(t) }),
-		"back-off":             docsBackoff,
-		"mint in progress":     docsMintInProgress,
-		"too soon to lease":    docsTooSoonToLease,
-		"rejected tokens":      docsRejectedTwice,
+		"invalid request":    outage(standin.Fault{Status: 400, Body: `{"code":"INVALID_REQUEST","message":"client_id or client_secret is missing"}`}),
+		"invalid grant type": outage(standin.Fault{Status: 400, Body: `{"code":"INVALID_GRANT_TYPE","message":"grant_type must be exactly client_credentials"}`}),
+		"rate limited":       outage(standin.Fault{Status: http.StatusTooManyRequests, Body: `{"code":"RESOURCE_EXHAUSTED","message":"slow down"}`}),
+		"unavailable":        outage(standin.Unavailable()),
+		"temporarily":        outage(standin.Fault{Status: 400, Body: `{"error":"temporarily_unavailable"}`}),
+		"redirect":           outage(standin.Fault{Status: http.StatusFound, Header: map[string]string{"Location": "https://elsewhere.example/"}}),
+		"HTML page":          outage(standin.Fault{Status: 200, Body: "<html>hello</html>", ContentType: "text/html"}),
+		"DPoP token":         outage(standin.Fault{Status: 200, Body: `{"access_token":"x","token_type":"DPoP","expires_in":3600}`}),
+		"connection refused": docsReadAt(func(t *testing.T, e *testEnv) string { return closedLoopbackURL(t) }),
+		"back-off":           docsBackoff,
+		"mint in progress":   docsMintInProgress,
+		"too soon to lease":  docsTooSoonToLease,
+		"rejected tokens":    docsRejectedTwice,
 		"leased read on a standby": func(t *testing.T) (int, string) {
 			active := newTestEnv(t)
 			active.configure(nil)
 			resp, err := active.standby().request(logical.ReadOperation, "token", nil)
 			return failureOf(t, resp, err)
 		},
-		"moved without the secret":     write(map[string]any{"base_url": "https://elsewhere.example"}),
-		"moved CA without the secret":  func(t *testing.T) (int, string) { return write(map[string]any{"ca_cert": ca(t)})(t) },
+		"moved without the secret":      write(map[string]any{"base_url": "https://elsewhere.example"}),
+		"moved CA without the secret":   func(t *testing.T) (int, string) { return write(map[string]any{"ca_cert": ca(t)})(t) },
 		"rotation left the destination": secretWith(testClientSecret),
 		"not allowed at registration": func(t *testing.T) (int, string) {
 			e := newTestEnv(t)
@@ -93,25 +93,35 @@ func docsSituations() map[string]docsSituation {
 			resp, err = e.writeConfig(map[string]any{"client_secret": testClientSecret})
 			return failureOf(t, resp, err)
 		},
-		"http by name":        write(map[string]any{"base_url": "http://localhost:8080", "client_secret": testClientSecret}),
-		"client_id too long":  write(map[string]any{"client_id": "tm_" + strings.Repeat("a", maxClientIDLength)}),
-		"secret too long":     func(t *testing.T) (int, string) { return docsSecretWrite(t, strings.Repeat("a", maxClientSecretLength+1)) },
-		"base_url too long":   write(map[string]any{"base_url": "https://a.example/" + strings.Repeat("a", maxBaseURLLength), "client_secret": testClientSecret}),
-		"text around the CA":  func(t *testing.T) (int, string) { return docsCAWrite(t, "note\n"+ca(t)) },
-		"CA too large":        func(t *testing.T) (int, string) { return docsCAWrite(t, ca(t)+strings.Repeat(" ", maxCACertBytes)) },
-		"too many CAs":        func(t *testing.T) (int, string) { return docsCAWrite(t, strings.Repeat(ca(t), maxCACertificates+1)) },
-		"a private key":       func(t *testing.T) (int, string) { return docsCAWrite(t, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n") },
-		"final line break":    func(t *testing.T) (int, string) { return docsSecretWrite(t, testClientSecret+"\n") },
-		"byte-order mark":     func(t *testing.T) (int, string) { return docsSecretWrite(t, "\uFEFF"+testClientSecret) },
-		"zero-width space":    func(t *testing.T) (int, string) { return docsSecretWrite(t, testClientSecret[:9]+"\u200B"+testClientSecret[9:]) },
-		"non-breaking space":  func(t *testing.T) (int, string) { return docsSecretWrite(t, testClientSecret[:9]+"\u00A0"+testClientSecret[9:]) },
-		"control character":   func(t *testing.T) (int, string) { return docsSecretWrite(t, testClientSecret[:9]+"\n"+testClientSecret[9:]) },
-		"format character":    func(t *testing.T) (int, string) { return docsSecretWrite(t, "\u202E"+testClientSecret) },
-		"non-ASCII":           func(t *testing.T) (int, string) { return docsSecretWrite(t, "é"+testClientSecret) },
-		"overlapping writes":  docsOverlappingWrites,
-		"reload during mint":  docsDuringMint(func(e *testEnv) { e.b.Clean(context.Background()) }),
-		"delete during mint":  docsDuringMint(func(e *testEnv) { _, _ = e.request(logical.DeleteOperation, "config", nil) }),
-		"change during mint":  docsDuringMint(func(e *testEnv) { e.b.InvalidateKey(context.Background(), configStorageKey) }),
+		"http by name":       write(map[string]any{"base_url": "http://localhost:8080", "client_secret": testClientSecret}),
+		"client_id too long": write(map[string]any{"client_id": "tm_" + strings.Repeat("a", maxClientIDLength)}),
+		"secret too long": func(t *testing.T) (int, string) {
+			return docsSecretWrite(t, strings.Repeat("a", maxClientSecretLength+1))
+		},
+		"base_url too long":  write(map[string]any{"base_url": "https://a.example/" + strings.Repeat("a", maxBaseURLLength), "client_secret": testClientSecret}),
+		"text around the CA": func(t *testing.T) (int, string) { return docsCAWrite(t, "note\n"+ca(t)) },
+		"CA too large":       func(t *testing.T) (int, string) { return docsCAWrite(t, ca(t)+strings.Repeat(" ", maxCACertBytes)) },
+		"too many CAs":       func(t *testing.T) (int, string) { return docsCAWrite(t, strings.Repeat(ca(t), maxCACertificates+1)) },
+		"a private key": func(t *testing.T) (int, string) {
+			return docsCAWrite(t, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+		},
+		"final line break": func(t *testing.T) (int, string) { return docsSecretWrite(t, testClientSecret+"\n") },
+		"byte-order mark":  func(t *testing.T) (int, string) { return docsSecretWrite(t, "\uFEFF"+testClientSecret) },
+		"zero-width space": func(t *testing.T) (int, string) {
+			return docsSecretWrite(t, testClientSecret[:9]+"\u200B"+testClientSecret[9:])
+		},
+		"non-breaking space": func(t *testing.T) (int, string) {
+			return docsSecretWrite(t, testClientSecret[:9]+"\u00A0"+testClientSecret[9:])
+		},
+		"control character": func(t *testing.T) (int, string) {
+			return docsSecretWrite(t, testClientSecret[:9]+"\n"+testClientSecret[9:])
+		},
+		"format character":   func(t *testing.T) (int, string) { return docsSecretWrite(t, "\u202E"+testClientSecret) },
+		"non-ASCII":          func(t *testing.T) (int, string) { return docsSecretWrite(t, "é"+testClientSecret) },
+		"overlapping writes": docsOverlappingWrites,
+		"reload during mint": docsDuringMint(func(e *testEnv) { e.b.Clean(context.Background()) }),
+		"delete during mint": docsDuringMint(func(e *testEnv) { _, _ = e.request(logical.DeleteOperation, "config", nil) }),
+		"change during mint": docsDuringMint(func(e *testEnv) { e.b.InvalidateKey(context.Background(), configStorageKey) }),
 		"verification refused": func(t *testing.T) (int, string) {
 			e := newTestEnv(t)
 			resp, err := e.writeConfig(map[string]any{"client_id": "tm_unknown", "client_secret": testClientSecret, "base_url": e.baseURL})
