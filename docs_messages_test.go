@@ -351,3 +351,45 @@ func docsDuringMint(drop func(e *testEnv)) docsSituation {
 		return failureOf(t, resp, err)
 	}
 }
+
+// docsStatusSample is a `vault read manus/status` answer a page shows: a
+// fenced block starting with the command, then the CLI's Key/Value lines;
+// a line "..." marks it as abridged.
+var docsStatusSample = regexp.MustCompile("(?s)```\\n\\$ vault read manus/status[^\\n]*\\n(.*?)```")
+
+// TestDocsStatusSamplesMatchTheSchema: every field a page shows in a status
+// sample is one status has, and an unabridged sample (the healthy mount's)
+// shows every field a healthy mount's status does.
+func TestDocsStatusSamplesMatchTheSchema(t *testing.T) {
+	schema := statusResponseFields()
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.mustReadToken()
+	healthy := e.readStatus(true)
+	samples := 0
+	for _, path := range docsMarkdownFiles(t) {
+		for _, m := range docsStatusSample.FindAllStringSubmatch(docsFile(t, path), -1) {
+			samples++
+			shown, abridged := map[string]bool{}, false
+			for _, line := range strings.Split(m[1], "\n") {
+				switch fields := strings.Fields(line); {
+				case len(fields) == 0, fields[0] == "Key", strings.HasPrefix(fields[0], "---"):
+				case fields[0] == "...":
+					abridged = true
+				case schema[fields[0]] == nil:
+					t.Errorf("%s shows status field %q, which status does not have", path, fields[0])
+				default:
+					shown[fields[0]] = true
+				}
+			}
+			for field := range healthy {
+				if !abridged && !shown[field] {
+					t.Errorf("%s: the full status sample lacks %q, which a healthy mount's status shows", path, field)
+				}
+			}
+		}
+	}
+	if samples < 4 {
+		t.Fatalf("found %d status samples; the pages moved", samples)
+	}
+}
