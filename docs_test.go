@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -119,5 +120,41 @@ func TestChangelogHasCurrentVersion(t *testing.T) {
 	heading := "## [" + strings.TrimSpace(string(version)) + "]"
 	if !strings.Contains(string(changelog), heading) {
 		t.Fatalf("CHANGELOG.md has no %q section", heading)
+	}
+}
+
+// TestMakeTargetsAreDocumented: every target `make help` lists has a row in
+// CONTRIBUTING.md's make-targets table, and every setting the server-starting
+// scripts read from the environment is named there.
+func TestMakeTargetsAreDocumented(t *testing.T) {
+	contributing, err := os.ReadFile("CONTRIBUTING.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := string(contributing)
+	table = table[strings.Index(table, "## Make targets"):strings.Index(table, "## How the tests are laid out")]
+	makefile, err := os.ReadFile("Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := regexp.MustCompile(`(?m)^([a-zA-Z0-9_-]+):.*## `).FindAllStringSubmatch(string(makefile), -1)
+	if len(targets) < 20 {
+		t.Fatalf("found %d targets in the Makefile", len(targets))
+	}
+	for _, m := range targets {
+		if !strings.Contains(table, "| `make "+m[1]+"` |") {
+			t.Errorf("make %s has no row in CONTRIBUTING.md's make-targets table", m[1])
+		}
+	}
+	for _, script := range []string{"scripts/dev.sh", "scripts/bench-vault.sh", "scripts/bench-openbao.sh"} {
+		raw, err := os.ReadFile(script)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`\$\{([A-Z_]+):-`).FindAllStringSubmatch(string(raw), -1) {
+			if !strings.Contains(table, "`"+m[1]) {
+				t.Errorf("%s reads %s, which CONTRIBUTING.md's make-targets table does not name", script, m[1])
+			}
+		}
 	}
 }
