@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"unicode"
 )
 
 // The secret's destination is base_url and ca_cert; a write sends a secret
@@ -74,14 +75,12 @@ func trustedRoots(caCert string) string {
 // allowedBaseURLs is the registration's list of base URLs (empty: any).
 type allowedBaseURLs []string
 
-// allowedBaseURLsFromEnv reads base URLs separated by commas.
+// allowedBaseURLsFromEnv reads base URLs separated by commas or spaces
+// (OpenBao's catalog API splits an env value at commas).
 func allowedBaseURLsFromEnv() (allowedBaseURLs, error) {
 	var allowed allowedBaseURLs
-	for _, entry := range strings.Split(os.Getenv(allowedBaseURLsEnv), ",") {
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
-			continue
-		}
+	separator := func(r rune) bool { return r == ',' || unicode.IsSpace(r) }
+	for _, entry := range strings.FieldsFunc(os.Getenv(allowedBaseURLsEnv), separator) {
 		if err := validateBaseURL(entry); err != nil {
 			return nil, fmt.Errorf("%s: %q %s", allowedBaseURLsEnv, entry, strings.TrimPrefix(err.Error(), "invalid base_url: "))
 		}

@@ -142,7 +142,7 @@ func TestConfigWriteSaysWhatItTrusts(t *testing.T) {
 func TestRegistrationRestrictsBaseURL(t *testing.T) {
 	capture, captureURL := newCaptureServer(t)
 	e := newTestEnv(t)
-	t.Setenv(allowedBaseURLsEnv, "https://api.manus.im, "+strings.ToUpper(e.baseURL[:4])+e.baseURL[4:]+"/")
+	t.Setenv(allowedBaseURLsEnv, "https://api.manus.im,\thttps://b.example "+strings.ToUpper(e.baseURL[:4])+e.baseURL[4:]+"/")
 	e.b.Clean(context.Background())
 	e.b = e.newBackend()
 	e.configure(nil)

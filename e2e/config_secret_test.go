@@ -121,7 +121,7 @@ func TestPlantedCACertCannotCaptureARotationThroughCLI(t *testing.T) {
 	proxy := newInterceptingProxy(t, legit.Listener.Addr().String(), serverTLS(t, plantedCA, host))
 
 	v := startVault(t)
-	v.mustVault("plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion, "-env", "HTTPS_PROXY="+proxy.url, "secret", pluginName)
+	v.registerPlugin("HTTPS_PROXY=" + proxy.url)
 	v.mount("manus")
 	caFiles := t.TempDir()
 	writeFile(t, filepath.Join(caFiles, "legit.pem"), legitCA.PEM)
@@ -156,8 +156,7 @@ func TestRegistrationRestrictsBaseURLThroughCLI(t *testing.T) {
 	v := startVault(t)
 	manus := startManus(t)
 	capture, captureURL := startCapture(t)
-	v.mustVault("plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion,
-		"-env", "MANUS_ALLOWED_BASE_URLS=https://api.manus.im,"+manus.url, "secret", pluginName)
+	v.registerPlugin("MANUS_ALLOWED_BASE_URLS=https://api.manus.im " + manus.url)
 	v.mount("manus")
 	v.configure("manus", manus)
 	out, err := v.vaultAs(rootToken, "write", "manus/config", "base_url="+captureURL, "client_secret="+testClientSecret)

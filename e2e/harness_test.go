@@ -289,19 +289,27 @@ func (v *vaultServer) start() {
 // reads VAULT_ADDR and VAULT_TOKEN too, but prefers BAO_ADDR and BAO_TOKEN,
 // so those are set as well, lest the caller's own win. The caller's Agent
 // address would take the CLI's requests elsewhere, and a proxy setting the
-// plugin inherits from the server would stand in for the -env of its
-// registration: both are emptied, which their readers take as unset.
+// plugin inherits from the server would stand in for the env of its
+// registration: both are left out (OpenBao puts the server's environment
+// after the catalog's, so even an empty one would win).
 func (v *vaultServer) env() []string {
-	return append(os.Environ(),
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return slices.Contains(unsetForServers, name)
+	})
+	return append(env,
 		"VAULT_ADDR="+v.addr, "BAO_ADDR="+v.addr,
 		"VAULT_TOKEN="+v.token, "BAO_TOKEN="+v.token,
-		"VAULT_AGENT_ADDR=", "BAO_AGENT_ADDR=",
-		"VAULT_HTTP_PROXY=", "VAULT_PROXY_ADDR=", "BAO_HTTP_PROXY=", "BAO_PROXY_ADDR=",
-		"HTTPS_PROXY=", "https_proxy=", "HTTP_PROXY=", "http_proxy=",
 		"HOME="+v.dir, // keep the CLI's token helper out of the real home
 		"VAULT_FORMAT=", "BAO_FORMAT=",
 		"VAULT_CLI_NO_COLOR=1", "BAO_CLI_NO_COLOR=1",
 	)
+}
+
+var unsetForServers = []string{
+	"VAULT_AGENT_ADDR", "BAO_AGENT_ADDR",
+	"VAULT_HTTP_PROXY", "VAULT_PROXY_ADDR", "BAO_HTTP_PROXY", "BAO_PROXY_ADDR",
+	"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
 }
 
 // health is the status of sys/health: 200 active, 429 standby, 501 not
@@ -456,10 +464,24 @@ func (v *vaultServer) readSecret(path string) secretResponse {
 	return resp
 }
 
-// registerPlugin registers the freshly built binary by checksum and version.
-func (v *vaultServer) registerPlugin() {
+// registerPlugin registers the freshly built binary by checksum and version,
+// with env (KEY=value) for its process as the docs say: Vault's -env, or,
+// for OpenBao, whose CLI has none, the catalog API's env field.
+func (v *vaultServer) registerPlugin(env ...string) {
 	v.t.Helper()
-	v.mustVault("plugin", "register", "-sha256="+pluginSHA256, "-version="+pluginVersion, "secret", pluginName)
+	if serverIsOpenBao() && len(env) > 0 {
+		args := []string{"write", "sys/plugins/catalog/secret/" + pluginName, "sha256=" + pluginSHA256, "version=" + pluginVersion, "command=" + pluginName}
+		for _, e := range env {
+			args = append(args, "env="+e)
+		}
+		v.mustVault(args...)
+		return
+	}
+	args := []string{"plugin", "register", "-sha256=" + pluginSHA256, "-version=" + pluginVersion}
+	for _, e := range env {
+		args = append(args, "-env", e)
+	}
+	v.mustVault(append(args, "secret", pluginName)...)
 }
 
 // reloadPlugin restarts the plugin's process and every mount of it, as the
