@@ -37,7 +37,7 @@ func checkSecretDestination(base, cfg *manusConfig, written func(field string) b
 		return nil
 	}
 	return &fieldError{"client_secret", fmt.Sprintf(
-		"is sent only where the same write says: the stored config would send it to %s, trusting %s, and this write does not restate %s. Nothing was sent or stored. If that is where it belongs, write %s again with client_secret; to go back to the default endpoint, write base_url=%s ca_cert=\"\" with it",
+		"is sent only where the same write says: it would go to %s, trusting %s, and this write does not restate %s (kept from the stored config). Nothing was sent or stored. If that is where it belongs, write %s again with client_secret; to go back to the default endpoint, write base_url=%s ca_cert=\"\" with it",
 		tokenURLOf(cfg.BaseURL), trustedRoots(cfg.CACert), strings.Join(unconfirmed, " and "), strings.Join(unconfirmed, " and "), defaultBaseURL)}
 }
 
