@@ -58,7 +58,7 @@ const simMaxInvalidationDelay = 2 * time.Second
 
 // simNetworkLatency, per node number, orders requests made at one instant;
 // on another grid than replication's (lagFor), so the two never coincide.
-const simNetworkLatency = 7 * time.Microsecond
+const simNetworkLatency = 10 * time.Microsecond
 
 const (
 	simHostManus   = "api.manus.im"         // the default base_url
@@ -304,7 +304,7 @@ type sim struct {
 	confirmed     map[[2]string]bool
 	calls         []*simCall // in flight
 	caches        map[simCacheKey]*simCacheTrack
-	refusals      map[[2]int]*holdOff
+	refusals      map[[2]int]*simRefusals
 	pendingRetry  map[simRetryKey]int
 	refreshing    map[int]bool
 	localRejected map[[2]int]map[string]time.Time
@@ -317,9 +317,10 @@ type sim struct {
 	served        []simAnswer // by the active node this step
 	violation     *simViolation
 
-	holding bool
-	held    int
-	release chan struct{}
+	holding  bool
+	bursting bool // the step sends concurrent requests
+	held     int
+	release  chan struct{}
 
 	events []string
 	stats  *simStats
@@ -362,6 +363,14 @@ type simCacheTrack struct {
 }
 
 type simRetryKey struct{ node, inc, tag int }
+
+// simRefusals are the writes a silent node's storage refused in a row, and
+// the step of the last.
+type simRefusals struct {
+	holdOff
+	step  int
+	burst bool
+}
 
 // simCall is one request to an upstream host.
 type simCall struct {
@@ -407,7 +416,7 @@ func newSim(su simSetup, trace bool, stats *simStats) *sim {
 		gens:          map[string]*simGen{},
 		confirmed:     map[[2]string]bool{},
 		caches:        map[simCacheKey]*simCacheTrack{},
-		refusals:      map[[2]int]*holdOff{},
+		refusals:      map[[2]int]*simRefusals{},
 		pendingRetry:  map[simRetryKey]int{},
 		refreshing:    map[int]bool{},
 		localRejected: map[[2]int]map[string]time.Time{},
@@ -585,12 +594,13 @@ func (s *sim) noteRefusalLocked(n *simNode) {
 	key := [2]int{n.id, n.inc}
 	h := s.refusals[key]
 	if h == nil {
-		h = &holdOff{}
+		h = &simRefusals{}
 		s.refusals[key] = h
 	}
 	h.note(time.Now(), func(count int) time.Duration {
 		return cappedDoubling(firstRefusalWindow, maxRefusalWindow, count-1)
 	})
+	h.step, h.burst = s.step, s.bursting
 	s.stats.add("writes refused on a silent read-only node", 1)
 	s.eventf("storage: node %d's write refused as read-only (%d in a row)", n.id, h.count)
 }
@@ -670,7 +680,11 @@ func (u *simUpstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	// A few microseconds of network, different per node: requests made at
 	// one instant reach Manus in node order, so a queued fault goes to the
 	// same request every time a history is replayed.
-	time.Sleep(time.Duration(u.node+1) * simNetworkLatency)
+	latency := time.Duration(u.node+1) * simNetworkLatency
+	if tag != 0 {
+		latency += simNetworkLatency / 2 // a write's or probe's own request, after the node's cache mint
+	}
+	time.Sleep(latency)
 	var handler http.Handler
 	switch c.host {
 	case simHostManus, simHostProxy:
@@ -903,7 +917,7 @@ func (st *simStats) report() string {
 type simKind int
 
 const (
-	actRead      simKind = iota // a token read on a node; a burst of concurrent ones when n > 1
+	actRead      simKind = iota // a token read on a node; a burst of concurrent ones when n > 1, with another request among them when v&2
 	actClock                    // the clock moves on by d
 	actWrite                    // a config write (kind n, variant v)
 	actDelete                   // a config delete
@@ -975,11 +989,14 @@ func (a simAction) String() string {
 	case actRead:
 		what = fmt.Sprintf("read on node %d", a.node)
 		if a.n > 1 {
-			spread := ""
+			spread, other := "", ""
 			if a.v&1 == 1 {
 				spread = ", spread over the nodes"
 			}
-			what = fmt.Sprintf("%d concurrent reads from node %d%s", a.n, a.node, spread)
+			if o := a.burstOther(); o != nil {
+				other = ", the first of them a " + o.String()
+			}
+			what = fmt.Sprintf("%d concurrent requests from node %d%s%s", a.n, a.node, spread, other)
 		}
 	case actClock:
 		what = "clock +" + a.d.String()
@@ -1024,15 +1041,11 @@ func (s *sim) run(i int, a simAction) {
 		s.reads(node, a)
 	case actClock:
 		time.Sleep(a.d)
-	case actWrite:
-		s.writeConfig(node, a, i+1)
+	case actWrite, actRefresh, actProbe:
+		s.other(node, a, i+1)
 	case actDelete:
 		hop := s.send(node, logical.DeleteOperation, configStorageKey, nil, i+1)
 		s.countOutcome("config delete", hop.resp, hop.err)
-	case actRefresh:
-		s.refresh(node, i+1)
-	case actProbe:
-		s.probe(node, i+1)
 	case actManus:
 		s.manusDoes(a)
 	case actFailover:
@@ -1072,7 +1085,8 @@ func (s *sim) send(node *simNode, op logical.Operation, path string, data map[st
 type simHop struct {
 	node, inc int
 	role      simRole
-	informed  int
+	informed  int // how much of the log had reached the node
+	written   int // how much had been written
 	start     time.Time
 	forwarded bool
 	resp      *logical.Response
@@ -1081,7 +1095,7 @@ type simHop struct {
 
 func (s *sim) hop(ctx context.Context, n *simNode, op logical.Operation, path string, data map[string]any) simHop {
 	s.mu.Lock()
-	h := simHop{node: n.id, inc: n.inc, role: n.role, informed: n.view.informed, start: time.Now()}
+	h := simHop{node: n.id, inc: n.inc, role: n.role, informed: n.view.informed, written: len(s.log), start: time.Now()}
 	b := n.b.Load()
 	if path == tokenRefreshPath {
 		s.refreshing[n.id] = true
@@ -1127,6 +1141,7 @@ type simAnswer struct {
 	askedRole simRole
 	hop       simHop
 	mustWork  string // why the read may not fail; "" when it may
+	cfgAt     int    // how much of the log had been written when mustWork was judged
 	token     string
 	leased    bool
 	ttl       time.Duration
@@ -1134,15 +1149,40 @@ type simAnswer struct {
 	failure   string
 }
 
+// burstOther is the request a burst sends beside its readers, if any: a
+// token/refresh, a status probe or a config write.
+func (a simAction) burstOther() *simAction {
+	if a.kind != actRead || a.n < 2 || a.v&2 == 0 {
+		return nil
+	}
+	o := simAction{node: a.node, v: a.v >> 4}
+	switch a.v >> 2 % 4 {
+	case 0:
+		o.kind = actRefresh
+	case 1:
+		o.kind = actProbe
+	default:
+		o.kind, o.n = actWrite, a.v>>4%numWriteKinds
+	}
+	return &o
+}
+
+// reads sends one read, or a burst of concurrent requests whose token
+// requests are held until all of them are in.
 func (s *sim) reads(node *simNode, a simAction) {
 	if a.n <= 1 {
 		s.checkAnswer(s.readOnce(node))
 		return
 	}
-	s.stats.add("bursts of concurrent reads", 1)
+	s.stats.add("bursts of concurrent requests", 1)
 	s.mu.Lock()
-	s.holding, s.held, s.release = true, 0, make(chan struct{})
+	s.holding, s.bursting, s.held, s.release = true, true, 0, make(chan struct{})
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.bursting = false
+		s.mu.Unlock()
+	}()
 	answers := make([]simAnswer, a.n)
 	var wg sync.WaitGroup
 	for i := range a.n {
@@ -1153,6 +1193,11 @@ func (s *sim) reads(node *simNode, a simAction) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if o := a.burstOther(); o != nil && i == 0 {
+				s.stats.add("bursts with a "+[...]string{actRefresh: "token/refresh", actProbe: "status probe", actWrite: "config write"}[o.kind], 1)
+				s.other(n, *o, s.step+1)
+				return
+			}
 			answers[i] = s.readOnce(n)
 		}()
 	}
@@ -1165,13 +1210,28 @@ func (s *sim) reads(node *simNode, a simAction) {
 	wg.Wait()
 	synctest.Wait()
 	for _, ans := range answers {
+		if ans.hop.start.IsZero() {
+			continue // the burst's other request
+		}
 		s.checkAnswer(ans)
+	}
+}
+
+// other is a burst's request that is not a read.
+func (s *sim) other(n *simNode, o simAction, tag int) {
+	switch o.kind {
+	case actRefresh:
+		s.refresh(n, tag)
+	case actProbe:
+		s.probe(n, tag)
+	case actWrite:
+		s.writeConfig(n, o, tag)
 	}
 }
 
 func (s *sim) readOnce(node *simNode) simAnswer {
 	s.mu.Lock()
-	ans := simAnswer{asked: node.id, askedRole: node.role, mustWork: s.mustAnswerLocked(node)}
+	ans := simAnswer{asked: node.id, askedRole: node.role, mustWork: s.mustAnswerLocked(node), cfgAt: len(s.log)}
 	s.mu.Unlock()
 	hop := s.send(node, logical.ReadOperation, tokenPath, nil, 0)
 	resp, err := hop.resp, hop.err

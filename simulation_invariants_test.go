@@ -1,6 +1,7 @@
 package manus
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -165,10 +166,13 @@ func (s *sim) refreshIsBounded(c *simCall, k *simCacheTrack) {
 
 // "A node that is read-only without saying so tries again, and mints once,
 // only as often as the window allows": 1 s after the first refusal,
-// doubling up to 30 minutes. (docs/cluster.md, A node whose storage refuses
-// writes)
+// doubling up to 30 minutes (docs/cluster.md, A node whose storage refuses
+// writes). A mint decided concurrently with the refused write, in the same
+// burst, may still go out.
 func (s *sim) refusedNodeWaitsOutItsWindow(c *simCall) {
-	if h := s.refusals[[2]int{c.node, c.inc}]; h != nil && h.inForce(c.at) {
+	h := s.refusals[[2]int{c.node, c.inc}]
+	concurrent := h != nil && h.burst && h.step == s.step
+	if h != nil && h.inForce(c.at) && !concurrent {
 		s.failLocked("a refused node waits out its window", "node %d (%s) sent a token request %s after its %d-th refused write, before %s",
 			c.node, c.role, c.at.Sub(h.last), h.count, formatTime(h.until))
 	}
@@ -187,8 +191,12 @@ func (s *sim) checkAnswer(a simAnswer) {
 		return
 	}
 	s.eventf("  -> read answered by node %d with %s (leased %v, ttl %s)", a.hop.node, s.tokenName(a.token), a.leased, a.ttl)
+	s.stats.add("token reads answered on "+a.hop.role.String(), 1)
 	if a.hop.forwarded {
 		s.stats.add("token reads answered after forwarding", 1)
+	}
+	if a.hop.informed < a.hop.written {
+		s.stats.add("token reads answered while a write was on its way to the node", 1)
 	}
 	s.leaseEndsBeforeToken(a)
 	s.noStaleToken(a)
@@ -219,30 +227,44 @@ func (s *sim) noStaleToken(a simAnswer) {
 		s.failLocked("no stale token", "node %d served a token Manus never issued", a.hop.node)
 		return
 	}
+	if why := s.whyStaleLocked(a, t); why != "" {
+		s.failLocked("no stale token", "node %d (%s) served %s although %s, and that had reached it", a.hop.node, a.hop.role, s.tokenName(a.token), why)
+	}
+}
+
+// whyStaleLocked is why a's token may no longer be served, judging by what
+// had reached the node that answered when the read began; "" if it may.
+func (s *sim) whyStaleLocked(a simAnswer, t *simToken) string {
 	// A node whose storage refuses writes cannot store the mark, so a new
 	// cache there (after Invalidate of config) restores the token: the docs
 	// promise the rejection beyond its cache only through storage.
 	if at, ok := s.localRejected[[2]int{a.hop.node, a.hop.inc}][a.token]; ok && at.Before(a.hop.start) && a.hop.role != roleSilent {
-		s.failLocked("no stale token", "node %d served %s after its own probe saw Manus reject it", a.hop.node, s.tokenName(a.token))
+		return "its own probe saw Manus reject it"
 	}
-	gen, why := "", ""
 	for _, r := range s.rejections {
 		if r.token == a.token && a.hop.informed >= r.index && !a.hop.start.Before(r.at) {
-			why = "Manus rejected it to the active node's probe"
+			return "Manus rejected it to the active node's probe"
 		}
 	}
+	if !slices.ContainsFunc(s.log, func(e simLogEntry) bool { return e.cfg != nil && e.cfg.Generation == t.gen }) {
+		return "its config " + s.genName(t.gen) + " was never stored"
+	}
+	known := s.log[:a.hop.informed]
 	rejected := map[string]bool{}
-	for _, e := range s.log[:a.hop.informed] {
-		if e.key == tokenStorageKey && e.tok != nil && e.tok.Rejected {
+	for _, e := range known {
+		if e.tok != nil && e.tok.Rejected {
 			rejected[e.tok.AccessToken] = true
 		}
 	}
-	for _, e := range s.log[:a.hop.informed] {
+	seen, why := false, ""
+	for _, e := range known {
 		switch {
-		case e.key == configStorageKey && e.cfg == nil:
-			gen = ""
-		case e.key == configStorageKey:
-			gen = e.cfg.Generation
+		case e.key == configStorageKey && e.cfg != nil && e.cfg.Generation == t.gen:
+			seen = true
+		case e.key == configStorageKey && seen && e.cfg == nil:
+			why = "the config was deleted"
+		case e.key == configStorageKey && seen:
+			why = "its config " + s.genName(t.gen) + " was replaced by " + s.genName(e.cfg.Generation)
 		case e.tok == nil:
 		case e.tok.AccessToken == a.token && e.tok.Rejected:
 			why = "it was marked rejected"
@@ -251,15 +273,7 @@ func (s *sim) noStaleToken(a simAnswer) {
 			why = "a newer token of its config, " + s.tokenName(e.tok.AccessToken) + ", replaced it"
 		}
 	}
-	switch {
-	case gen == "":
-		why = "the config was deleted"
-	case gen != t.gen:
-		why = "its config " + s.genName(t.gen) + " was replaced by " + s.genName(gen)
-	}
-	if why != "" {
-		s.failLocked("no stale token", "node %d (%s) served %s although %s, and that had reached it", a.hop.node, a.hop.role, s.tokenName(a.token), why)
-	}
+	return why
 }
 
 // "Every read succeeds on every node" (docs/cluster.md), within what the
@@ -268,7 +282,9 @@ func (s *sim) noStaleToken(a simAnswer) {
 // fault, a bad credential, a hold-off in force), or the node asked has not
 // yet received the current config.
 func (s *sim) everyReadIsAnswered(a simAnswer) {
-	if a.mustWork != "" {
+	// A config write concurrent with the read changes what it may expect.
+	changed := slices.ContainsFunc(s.log[a.cfgAt:], func(e simLogEntry) bool { return e.key == configStorageKey })
+	if a.mustWork != "" && !changed {
 		s.failLocked("every read is answered", "a read sent to node %d (%s) failed on node %d although %s: %s", a.asked, a.askedRole, a.hop.node, a.mustWork, shorten(a.failure, 300))
 	}
 }
