@@ -236,36 +236,3 @@ func TestLocalMountOnASecondaryMintsThere(t *testing.T) {
 		t.Fatal("status says a local mount on a secondary cannot mint")
 	}
 }
-
-// TestStandbyDropsATokenWhoseReplacementManusRejected: Invalidate reads
-// storage as it is when the call runs, which can be after later writes (a
-// follower applies the log in batches, then invalidates each key). A
-// standby that finds the active node's newer token marked rejected serves
-// neither it nor the older token it replaced: it forwards, and the active
-// node mints.
-func TestStandbyDropsATokenWhoseReplacementManusRejected(t *testing.T) {
-	ctx := context.Background()
-	active := newTestEnv(t)
-	active.configure(map[string]any{"leased_reads": false})
-	standby := active.standby()
-	first := accessTokenOf(standby.mustReadToken())
-
-	// What the standby finds once the active node has replaced the first
-	// token and Manus has rejected the replacement.
-	active.clock.Advance(minRefreshInterval)
-	cfg, _ := readConfig(ctx, active.storage)
-	now := active.clock.Now()
-	replacement := storedToken{AccessToken: "standin_replacement", MintedAt: now, ExpiresAt: now.Add(time.Hour), ConfigGeneration: cfg.Generation, Rejected: true}
-	if err := writeStoredToken(ctx, active.storage, replacement); err != nil {
-		t.Fatal(err)
-	}
-	standby.b.InvalidateKey(ctx, tokenStorageKey)
-	resp, err := standby.request(logical.ReadOperation, "token", nil)
-	if !forwarded(err) {
-		served := "nothing"
-		if err == nil && accessTokenOf(resp) == first {
-			served = "the token the rejected one replaced"
-		}
-		t.Fatalf("the standby answered %v and served %s; want the read forwarded", err, served)
-	}
-}
