@@ -256,6 +256,7 @@ func (s *sim) whyStaleLocked(a simAnswer, t *simToken) string {
 			rejected[e.tok.AccessToken] = true
 		}
 	}
+	ownToken := a.hop.role == roleSilent && t.node == a.hop.node && t.inc == a.hop.inc
 	seen, why := false, ""
 	for _, e := range known {
 		switch {
@@ -268,6 +269,10 @@ func (s *sim) whyStaleLocked(a simAnswer, t *simToken) string {
 		case e.tok == nil:
 		case e.tok.AccessToken == a.token && e.tok.Rejected:
 			why = "it was marked rejected"
+		case ownToken:
+			// A node whose storage refuses writes keeps the token it
+			// minted itself (storage refused it) until it is due, even
+			// if the active node's, a moment newer, arrived meanwhile.
 		case e.tok.AccessToken != a.token && e.tok.ConfigGeneration == t.gen && e.tok.MintedAt.After(t.requestedAt) &&
 			(rejected[e.tok.AccessToken] || e.tok.token().servableAt(a.hop.start)):
 			why = "a newer token of its config, " + s.tokenName(e.tok.AccessToken) + ", replaced it"

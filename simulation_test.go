@@ -63,7 +63,7 @@ func TestSimulation(t *testing.T) {
 	run := func(seed uint64) bool {
 		h := generateHistory(seed)
 		stats := newSimStats()
-		res := runHistory(t, h, opts.seed != nil, stats)
+		res := runHistory(t, h, stats)
 		if opts.seed != nil {
 			t.Logf("setup: %s\n%s", h.setup, strings.Join(res.events, "\n"))
 		}
@@ -153,10 +153,10 @@ type simResult struct {
 
 // runHistory runs h in a bubble of its own: a fresh cluster, Manus and
 // clock.
-func runHistory(t *testing.T, h simHistory, trace bool, stats *simStats) simResult {
+func runHistory(t *testing.T, h simHistory, stats *simStats) simResult {
 	var res simResult
 	synctest.Test(t, func(*testing.T) {
-		s := newSim(h.setup, trace, stats)
+		s := newSim(h.setup, stats)
 		s.configure()
 		for i, a := range h.actions {
 			if s.violated() {
@@ -211,7 +211,7 @@ func generateHistory(seed uint64) simHistory {
 }
 
 func generateAction(r *rand.Rand, nodes int) simAction {
-	a := simAction{node: r.IntN(nodes), v: r.IntN(256), lags: generateLags(r, nodes)}
+	a := simAction{node: r.IntN(nodes), v: r.IntN(1 << 13), lags: generateLags(r, nodes)}
 	switch w := r.IntN(100); {
 	case w < 35:
 		a.kind, a.n = actRead, 1
@@ -285,12 +285,13 @@ func reportViolation(t *testing.T, seed uint64, h simHistory, res simResult) {
 	t.Helper()
 	v := res.violation
 	shrunk, runs := shrinkHistory(t, h, v.invariant, time.Now().Add(2*time.Minute))
-	final := runHistory(t, shrunk, true, newSimStats())
+	final := runHistory(t, shrunk, newSimStats())
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d broke %q at step %d of %d: %s\n", seed, v.invariant, v.step, len(h.actions), v.detail)
 	fmt.Fprintf(&b, "replay: SIM_SEED=%d go test -run '^TestSimulation$' -v .\n", seed)
 	if final.violation == nil {
 		fmt.Fprintf(&b, "the shrunk history (%d steps, %d runs) no longer fails; the failure depends on timing the simulation does not fix\n", len(shrunk.actions), runs)
+		shrunk, final = h, res // the failing run itself, with its trace if it kept one
 	} else {
 		fmt.Fprintf(&b, "shortest history found (%d steps, from %d, in %d runs): %s\n", len(shrunk.actions), len(h.actions), runs, final.violation.detail)
 	}
@@ -309,11 +310,11 @@ func shrinkHistory(t *testing.T, h simHistory, invariant string, deadline time.T
 	runs := 0
 	fails := func(c simHistory) bool {
 		runs++
-		res := runHistory(t, c, false, newSimStats())
+		res := runHistory(t, c, newSimStats())
 		return res.violation != nil && res.violation.invariant == invariant
 	}
 	best := h
-	if res := runHistory(t, h, false, newSimStats()); res.violation != nil && res.violation.invariant == invariant {
+	if res := runHistory(t, h, newSimStats()); res.violation != nil && res.violation.invariant == invariant {
 		best.actions = h.actions[:res.steps]
 	}
 	for chunk := len(best.actions) / 2; chunk >= 1 && time.Now().Before(deadline); {
@@ -347,10 +348,16 @@ func shrinkHistory(t *testing.T, h simHistory, invariant string, deadline time.T
 	return best, runs
 }
 
-// simplerActions are versions of a easier to read: no replication delay,
+// simplerActions are versions of a easier to read: a burst whose requests
+// start one after the other (it replays exactly), no replication delay,
 // fewer readers.
 func simplerActions(a simAction) []simAction {
 	var out []simAction
+	if a.racy() {
+		b := a
+		b.v &^= 3 << 11
+		out = append(out, b)
+	}
 	if a.lags != nil {
 		b := a
 		b.lags = nil
