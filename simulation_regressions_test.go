@@ -17,10 +17,10 @@ import (
 // follower applies the log in batches, then invalidates each key). A
 // standby that finds the active node's newer token marked rejected serves
 // neither it nor the older token it replaced: it forwards, and the active
-// node mints. Seed 5, shrunk: Manus revokes the credential's tokens and a
-// probe marks T1 rejected; the users API then rejects every token, and the
-// next probe mints T2 and marks it rejected; a performance secondary applies
-// the three writes in one batch and kept serving T1.
+// node mints. Seed 225, shrunk to 5 steps: the users API rejects every
+// token; a probe on the active node marks T1 rejected, the next probe mints
+// T2 and marks it rejected; a standby applies the three writes in one batch
+// and kept serving T1.
 func TestStandbyDropsATokenWhoseReplacementManusRejected(t *testing.T) {
 	ctx := context.Background()
 	active := newTestEnv(t)
