@@ -13,6 +13,16 @@ import (
 // still breaks it.
 
 // checkCallLocked runs the promises about requests to Manus as each is made.
+//
+// The mint promises below are checked mint by mint, which is stronger than
+// a count; together they bound a mount's mints (tokens Manus issues) by: one
+// per config generation, plus one per token lifetime (at its refresh
+// point), one per token/refresh (at most one a minute), one per token Manus
+// rejected, one per config write that changes the upstream (its
+// verification), one per mint cut short by a restart, reload, failover or
+// config change, and, for a node whose storage refuses writes, one per
+// refusal window. Retries are within a mint, and a cache has one mint in
+// flight at a time.
 func (s *sim) checkCallLocked(c *simCall) {
 	s.standbyNeverCallsManus(c)
 	if c.path != tokenEndpointPath {
