@@ -41,6 +41,7 @@ VULNDB_DIR     := $(TOOLS_DIR)/vulndb-$(VULNDB_VERSION)
 VULN_DB        ?= file://$(VULNDB_DIR)
 SOAK_DURATION  ?= 60s
 FUZZTIME       ?= 60s
+SIM_TIME       ?= 10m
 BENCH_COUNT    ?= 6
 # The Vault versions `make test-compat` proves, oldest first; the
 # compatibility table in docs/upgrading.md records the last run of each.
@@ -114,6 +115,10 @@ bench-openbao: ## Load test through a 3-node OpenBao Raft cluster (BAO_BIN): tok
 soak: ## The end-to-end chaos run for a full minute (SOAK_DURATION overrides)
 	VAULT_BIN="$$(scripts/ensure-vault.sh)" && export VAULT_BIN && \
 		E2E_CHAOS_DURATION=$(SOAK_DURATION) $(GO) test -tags e2e -count=1 -v -timeout 30m -run 'TestChaos$$' ./e2e/
+
+.PHONY: simulate
+simulate: ## The cluster simulation for SIM_TIME (10m): steps/s and coverage; SIM_SEED replays one history, SIM_FROM sets the first seed, SIM_FLAGS=-race
+	SIM_TIME=$(SIM_TIME) SIM_SEED=$(SIM_SEED) SIM_FROM=$(SIM_FROM) $(GO) test $(SIM_FLAGS) -run '^TestSimulation$$' -count=1 -v -timeout 0 .
 
 .PHONY: fuzz
 fuzz: ## Fuzz the token-response parser and config writes (FUZZTIME each)

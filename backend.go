@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,10 @@ type backend struct {
 	loading singleflight.Group
 	stopped atomic.Bool // by Clean: no cache is built afterwards
 	tokens  atomic.Pointer[tokenCache]
+
+	// upstream, when set (tests only), carries a config's requests to Manus
+	// instead of the transport newManusClient builds.
+	upstream func(cfg *manusConfig) http.RoundTripper
 }
 
 var _ logical.Factory = Factory
@@ -233,6 +238,9 @@ func (b *backend) newTokenCache(cfg *manusConfig) (*tokenCache, error) {
 	client, err := newManusClient(cfg, b.clock, logger)
 	if err != nil {
 		return nil, err
+	}
+	if b.upstream != nil {
+		client.transport = b.upstream(cfg)
 	}
 	return newTokenCache(cfg, cacheParts{
 		minter: &minter{client: client, clientID: cfg.shownClientID(), logger: logger, stats: b.stats, policy: b.retry, clock: b.clock},

@@ -384,7 +384,8 @@ func (c *tokenCache) accepted() {
 // restore takes the stored token if it was minted under this cache's
 // config: what the node that mints stored is its latest decision, even if
 // it expires sooner than the cached one (a refresh). One stored as rejected
-// is dropped.
+// is dropped, and so is an older cached one it replaced: Invalidate may
+// read storage only after the rejection was written.
 func (c *tokenCache) restore(st *storedToken) {
 	if st == nil || st.ConfigGeneration != c.config().Generation {
 		return
@@ -394,9 +395,9 @@ func (c *tokenCache) restore(st *storedToken) {
 	cur, tok := c.current.Load(), st.token()
 	same := cur != nil && cur.AccessToken == st.AccessToken
 	switch {
-	case st.Rejected && same:
+	case st.Rejected && (same || cur != nil && !cur.MintedAt.After(st.MintedAt)):
 		c.current.Store(nil)
-		c.logger.Warn("another node found the cached token rejected by Manus; it is no longer served")
+		c.logger.Warn("another node found the mount's token rejected by Manus; the cached token is no longer served")
 	case st.Rejected, same:
 	case !tok.servableAt(c.clock()):
 		c.logger.Debug("the stored token is too close to expiry to reuse")
