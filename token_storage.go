@@ -48,21 +48,28 @@ type tokenStore struct {
 }
 
 // persist stores a newly minted token if the stored config is still the one
-// it was minted with, and not over a token minted after it (mints can reach
-// the store out of order). Best-effort: a read-only node or a storage fault
-// costs a mint later, never the read.
+// it was minted with, and not over a token minted after it, nor over its
+// own rejection mark: a mint's write can land after later writes. Best-effort:
+// a read-only node or a storage fault costs a mint later, never the read.
 func (s *tokenStore) persist(tok *accessToken, generation string) {
 	s.write(storedTokenOf(tok, generation, false), func(stored *storedToken) bool {
-		return stored == nil || stored.ConfigGeneration != generation || !stored.MintedAt.After(tok.MintedAt)
+		return !storedAtOrAfter(stored, tok, generation) || stored.AccessToken == tok.AccessToken && !stored.Rejected
 	})
 }
 
 // markRejected stores tok as rejected by Manus, so other nodes drop it on
-// Invalidate and no restart takes it; only while it is the stored token.
+// Invalidate and no restart takes it; not over a token minted after it,
+// and whether or not the mint's own write has landed yet.
 func (s *tokenStore) markRejected(tok *accessToken, generation string) {
 	s.write(storedTokenOf(tok, generation, true), func(stored *storedToken) bool {
-		return stored != nil && stored.AccessToken == tok.AccessToken
+		return !storedAtOrAfter(stored, tok, generation) || stored.AccessToken == tok.AccessToken
 	})
+}
+
+// storedAtOrAfter reports whether stored is a token of generation minted no
+// earlier than tok.
+func storedAtOrAfter(stored *storedToken, tok *accessToken, generation string) bool {
+	return stored != nil && stored.ConfigGeneration == generation && !stored.MintedAt.Before(tok.MintedAt)
 }
 
 // write stores st if the stored config has st's generation and over allows

@@ -305,3 +305,22 @@ func TestStandbyTakesTheRefreshedToken(t *testing.T) {
 		t.Fatal("the standby kept serving the token token/refresh replaced")
 	}
 }
+
+// TestRejectionMarkBeforeTheMintsOwnWrite: a probe can reject a token whose
+// mint has not stored it yet (the mint's write runs after its readers are
+// answered). The mark is stored all the same, and the mint's late write
+// does not undo it, so no other node serves the rejected token.
+func TestRejectionMarkBeforeTheMintsOwnWrite(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"verify_credentials": false})
+	cfg, _ := readConfig(context.Background(), e.storage)
+	older := newAccessToken("standin_older", e.clock.Now(), time.Hour)
+	rejected := newAccessToken("standin_rejected", e.clock.Now().Add(time.Second), time.Hour)
+	e.b.store.persist(older, cfg.Generation)
+	e.b.store.markRejected(rejected, cfg.Generation)
+	e.b.store.persist(rejected, cfg.Generation) // the mint's write, late
+	st, _ := readStoredToken(context.Background(), e.storage)
+	if st == nil || st.AccessToken != rejected.AccessToken || !st.Rejected {
+		t.Fatalf("stored %+v; want the rejected token, marked", st)
+	}
+}
