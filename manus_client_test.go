@@ -157,8 +157,8 @@ func TestProxyAndCACert(t *testing.T) {
 	defer tlsServer.Close()
 	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsServer.Certificate().Raw}))
 
-	proxy := newTunnelProxy(t, tlsServer.Listener.Addr().String())
-	t.Setenv("HTTPS_PROXY", proxy.url)
+	proxy, proxyURL := startProxy(t, tlsServer.Listener.Addr().String())
+	t.Setenv("HTTPS_PROXY", proxyURL)
 	t.Setenv("NO_PROXY", "")
 
 	e := newTestEnv(t)
@@ -171,7 +171,7 @@ func TestProxyAndCACert(t *testing.T) {
 		"ca_cert":       caPEM,
 	})
 	requireOK(t, resp, err)
-	if got := proxy.connects(); len(got) != 1 || got[0] != "example.com:443" {
+	if got := proxy.Hosts(); len(got) != 1 || got[0] != "example.com:443" {
 		t.Fatalf("proxy saw CONNECT %q, want one to example.com:443", got)
 	}
 	if manus.Mints() != 1 {
@@ -251,55 +251,13 @@ func runOfSecret(text, secret string, n int) string {
 	return ""
 }
 
-// tunnelProxy is an HTTP CONNECT proxy that sends every tunnel to one
-// address and remembers what it was asked for.
-type tunnelProxy struct {
-	url    string
-	target string
-	mu     sync.Mutex
-	seen   []string
-}
-
-func newTunnelProxy(t *testing.T, target string) *tunnelProxy {
-	p := &tunnelProxy{target: target}
+// startProxy runs a standin.Proxy to target on loopback and returns it and
+// its URL.
+func startProxy(t *testing.T, target string) (*standin.Proxy, string) {
+	p := standin.NewProxy(target)
 	server := httptest.NewServer(p)
 	t.Cleanup(server.Close)
-	p.url = server.URL
-	return p
-}
-
-func (p *tunnelProxy) connects() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.seen...)
-}
-
-func (p *tunnelProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodConnect {
-		http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
-		return
-	}
-	p.mu.Lock()
-	p.seen = append(p.seen, r.Host)
-	p.mu.Unlock()
-	upstream, err := net.Dial("tcp", p.target)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	client, buf, err := w.(http.Hijacker).Hijack()
-	if err != nil {
-		upstream.Close()
-		return
-	}
-	_, _ = client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
-	go pipe(upstream, buf)
-	go pipe(client, upstream)
-}
-
-func pipe(dst io.WriteCloser, src io.Reader) {
-	defer dst.Close()
-	_, _ = io.Copy(dst, src)
+	return p, server.URL
 }
 
 // formEchoServer answers every request with a malformed status line made of

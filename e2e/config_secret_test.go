@@ -3,16 +3,11 @@
 package e2e
 
 import (
-	"bufio"
 	"crypto/tls"
-	"io"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/manus-community/vault-plugin-secrets-manus/internal/standin"
@@ -118,10 +113,10 @@ func TestPlantedCACertCannotCaptureARotationThroughCLI(t *testing.T) {
 	legit.TLS = serverTLS(t, legitCA, host)
 	legit.StartTLS()
 	t.Cleanup(legit.Close)
-	proxy := newInterceptingProxy(t, legit.Listener.Addr().String(), serverTLS(t, plantedCA, host))
+	proxy, proxyURL := startProxy(t, legit.Listener.Addr().String())
 
 	v := startVault(t)
-	v.registerPlugin("HTTPS_PROXY=" + proxy.url)
+	v.registerPlugin("HTTPS_PROXY=" + proxyURL)
 	v.mount("manus")
 	caFiles := t.TempDir()
 	writeFile(t, filepath.Join(caFiles, "legit.pem"), legitCA.PEM)
@@ -137,7 +132,7 @@ func TestPlantedCACertCannotCaptureARotationThroughCLI(t *testing.T) {
 		"client_secret=the-planters-own", "verify_credentials=false"); err != nil {
 		t.Fatalf("the planting write: %v", err)
 	}
-	proxy.intercept()
+	proxy.Intercept(serverTLS(t, plantedCA, host))
 
 	for _, rotation := range [][]string{{"client_secret=" + rotatedSecret}, {"client_secret=" + rotatedSecret, "base_url=https://" + host}} {
 		out, err := v.vaultAs(rootToken, append([]string{"write", "manus/config"}, rotation...)...)
@@ -145,7 +140,7 @@ func TestPlantedCACertCannotCaptureARotationThroughCLI(t *testing.T) {
 			t.Fatalf("the rotation %q answered %v:\n%s\nwant a 400 naming ca_cert and its certificates", rotation, err, out)
 		}
 	}
-	assertNoRequestCarries(t, proxy.captured(), rotatedSecret)
+	assertNoRequestCarries(t, proxy.Captured.Requests(), rotatedSecret)
 }
 
 // TestRegistrationRestrictsBaseURLThroughCLI: whoever registers the plugin
@@ -212,55 +207,12 @@ func serverTLS(t *testing.T, ca *standin.TestCA, hosts ...string) *tls.Config {
 	return config
 }
 
-// interceptingProxy is an HTTPS proxy on the plugin's network path. It
-// tunnels CONNECT requests to target until intercept is called; from then
-// on it ends the TLS itself with tlsConfig and records each request it is
-// sent (method, path and body), answering 500.
-type interceptingProxy struct {
-	url       string
-	target    string
-	tlsConfig *tls.Config
-	recorder  standin.Recorder
-	hijacking atomic.Bool
-}
-
-func newInterceptingProxy(t *testing.T, target string, tlsConfig *tls.Config) *interceptingProxy {
+// startProxy runs a standin.Proxy to target on loopback and returns it and
+// its URL.
+func startProxy(t *testing.T, target string) (*standin.Proxy, string) {
 	t.Helper()
-	p := &interceptingProxy{target: target, tlsConfig: tlsConfig}
+	p := standin.NewProxy(target)
 	server := httptest.NewServer(p)
 	t.Cleanup(server.Close)
-	p.url = server.URL
-	return p
-}
-
-func (p *interceptingProxy) intercept()         { p.hijacking.Store(true) }
-func (p *interceptingProxy) captured() []string { return p.recorder.Requests() }
-
-func (p *interceptingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodConnect {
-		http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
-		return
-	}
-	client, _, err := w.(http.Hijacker).Hijack()
-	if err != nil {
-		return
-	}
-	defer client.Close()
-	_, _ = client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
-	if p.hijacking.Load() {
-		conn := tls.Server(client, p.tlsConfig)
-		if req, err := http.ReadRequest(bufio.NewReader(conn)); err == nil {
-			rec := httptest.NewRecorder()
-			p.recorder.ServeHTTP(rec, req)
-			_ = rec.Result().Write(conn)
-		}
-		return
-	}
-	upstream, err := net.Dial("tcp", p.target)
-	if err != nil {
-		return
-	}
-	defer upstream.Close()
-	go func() { _, _ = io.Copy(upstream, client) }()
-	_, _ = io.Copy(client, upstream)
+	return p, server.URL
 }

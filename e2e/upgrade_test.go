@@ -7,8 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -16,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -132,22 +129,22 @@ func TestUpgradeStepsAsDocumented(t *testing.T) {
 	copyFile(t, filepath.Join(pluginDir, pluginName), filepath.Join(plugins, pluginName))
 
 	manus, manusAddr, caPEM := startUnroutableManus(t)
-	proxy := startConnectProxy(t, manusAddr)
+	proxy, proxyURL := startProxy(t, manusAddr)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	writeFile(t, caFile, caPEM)
 
 	// Installed as the README says, with the proxy setting of its step 3.
 	v := startVaultWithPlugins(t, plugins)
 	v.mustVault("plugin", "register", "-sha256="+pluginSHA256, "-version="+oldVersion,
-		"-env", "HTTPS_PROXY="+proxy.url, "-env", "MANUS_ALLOWED_BASE_URLS="+manus.url, "secret", pluginName)
+		"-env", "HTTPS_PROXY="+proxyURL, "-env", "MANUS_ALLOWED_BASE_URLS="+manus.url, "secret", pluginName)
 	mounts := []string{"manus", "manus-sandbox"}
 	for _, m := range mounts {
 		v.mount(m)
 		v.mustVault("write", m+"/config", "client_id="+testClientID, "client_secret="+testClientSecret,
 			"base_url="+manus.url, "ca_cert=@"+caFile)
 	}
-	if proxy.count() != len(mounts) || manus.Mints() != len(mounts) {
-		t.Fatalf("before the upgrade: %d CONNECTs, %d mints; want one each per mount (the verified config writes)", proxy.count(), manus.Mints())
+	if len(proxy.Hosts()) != len(mounts) || manus.Mints() != len(mounts) {
+		t.Fatalf("before the upgrade: %d CONNECTs, %d mints; want one each per mount (the verified config writes)", len(proxy.Hosts()), manus.Mints())
 	}
 	token := v.mustReadToken("manus").Data["access_token"]
 	v.expectBaseURLRestricted("as installed")
@@ -157,7 +154,7 @@ func TestUpgradeStepsAsDocumented(t *testing.T) {
 		"0.2.0", strings.TrimPrefix(newVersion, "v"),
 		"sudo ", "",
 		"/etc/vault/plugins", plugins,
-		"http://proxy:3128", proxy.url,
+		"http://proxy:3128", proxyURL,
 		"MANUS_ALLOWED_BASE_URLS=https://api.manus.im", "MANUS_ALLOWED_BASE_URLS="+manus.url,
 	)
 	var connects int
@@ -179,7 +176,7 @@ func TestUpgradeStepsAsDocumented(t *testing.T) {
 			v.mount("manus-enabled-now")
 			v.expectRunning(t, "manus-enabled-now/", newVersion, newSHA)
 			v.mustVault("secrets", "disable", "manus-enabled-now")
-			connects = proxy.count()
+			connects = len(proxy.Hosts())
 		}},
 		{`vault secrets tune -plugin-version="v${NEW}"`, func(string) {
 			for _, m := range mounts {
@@ -190,7 +187,7 @@ func TestUpgradeStepsAsDocumented(t *testing.T) {
 			if strings.Count(out, newVersion) < len(mounts) || !regexp.MustCompile(`probe_ok\s+true`).MatchString(out) {
 				t.Fatalf("step 4 shows not %s on each mount and probe_ok true:\n%s", newVersion, out)
 			}
-			if proxy.count() <= connects {
+			if len(proxy.Hosts()) <= connects {
 				t.Fatal("after the upgrade the plugin's requests no longer go through the proxy: the new version lost the -env")
 			}
 			if got := v.mustReadToken("manus").Data["access_token"]; got != token || manus.Mints() != len(mounts) {
@@ -210,9 +207,9 @@ func TestUpgradeStepsAsDocumented(t *testing.T) {
 			for _, m := range mounts {
 				v.expectRunning(t, m+"/", oldVersion, pluginSHA256)
 			}
-			connects = proxy.count()
+			connects = len(proxy.Hosts())
 			v.mustVault("read", "manus/status", "probe=true")
-			if proxy.count() <= connects {
+			if len(proxy.Hosts()) <= connects {
 				t.Fatal("after the rollback the plugin's requests no longer go through the proxy: the re-registered version lost the -env")
 			}
 			if v.mustReadToken("manus").Data["access_token"] != token {
@@ -384,7 +381,7 @@ func (s *stepper) finish() {
 // startUnroutableManus runs the stand-in over TLS on loopback with a
 // certificate for 192.0.2.1 (TEST-NET-1, which nothing routes), from a CA
 // made for the test. It returns the stand-in, whose url is
-// https://192.0.2.1 (reachable only through startConnectProxy), the
+// https://192.0.2.1 (reachable only through the proxy), the
 // address it really listens on, and the CA's PEM for ca_cert.
 func startUnroutableManus(t *testing.T) (*fakeManus, string, string) {
 	t.Helper()
@@ -409,58 +406,6 @@ func startUnroutableManus(t *testing.T) (*fakeManus, string, string) {
 		}
 	})
 	return &fakeManus{Server: s, url: "https://" + ip}, server.Listener.Addr().String(), ca.PEM
-}
-
-// connectProxy is an HTTP CONNECT proxy on loopback that tunnels every
-// CONNECT to one address and counts them.
-type connectProxy struct {
-	url    string
-	target string
-	mu     sync.Mutex
-	seen   int
-}
-
-func startConnectProxy(t *testing.T, target string) *connectProxy {
-	t.Helper()
-	p := &connectProxy{target: target}
-	server := httptest.NewServer(p)
-	t.Cleanup(server.Close)
-	p.url = server.URL
-	return p
-}
-
-func (p *connectProxy) count() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.seen
-}
-
-func (p *connectProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodConnect {
-		http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
-		return
-	}
-	upstream, err := net.Dial("tcp", p.target)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	client, buf, err := w.(http.Hijacker).Hijack()
-	if err != nil {
-		upstream.Close()
-		return
-	}
-	p.mu.Lock()
-	p.seen++
-	p.mu.Unlock()
-	_, _ = client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
-	go tunnel(upstream, buf)
-	go tunnel(client, upstream)
-}
-
-func tunnel(dst io.WriteCloser, src io.Reader) {
-	defer dst.Close()
-	_, _ = io.Copy(dst, src)
 }
 
 // copyFile copies an executable.
