@@ -82,7 +82,10 @@ var facts = []fact{
 		value: cached(func(s cacheState) any { return s.restored })},
 	{field: "token_source", typ: framework.TypeString, help: "Where the cached token came from: \"minted on this node\" or \"storage\".",
 		value: withToken(func(v *mountView) any {
-			return map[bool]string{false: "minted on this node", true: "storage"}[v.cache.restored]
+			if v.cache.restored {
+				return "storage"
+			}
+			return "minted on this node"
 		})},
 	{field: "token_loaded_at", typ: framework.TypeTime, help: "When this node last took a token from storage.",
 		value: cached(func(s cacheState) any { return nonZero(s.loadedAt) })},

@@ -251,12 +251,15 @@ func applyConfigFields(cfg *manusConfig, data *framework.FieldData) error {
 	if v, ok := data.GetOk("base_url"); ok {
 		cfg.BaseURL = strings.TrimRight(v.(string), "/")
 	}
-	for field, d := range map[string]*time.Duration{"request_timeout": &cfg.RequestTimeout, "refresh_threshold": &cfg.RefreshThreshold} {
-		if v, ok := data.GetOk(field); ok {
-			if err := wholeSeconds(field, data.Raw[field]); err != nil {
+	for _, duration := range []struct {
+		field string
+		value *time.Duration
+	}{{"request_timeout", &cfg.RequestTimeout}, {"refresh_threshold", &cfg.RefreshThreshold}} {
+		if v, ok := data.GetOk(duration.field); ok {
+			if err := wholeSeconds(duration.field, data.Raw[duration.field]); err != nil {
 				return err
 			}
-			*d = time.Duration(v.(int)) * time.Second
+			*duration.value = time.Duration(v.(int)) * time.Second
 		}
 	}
 	if v, ok := data.GetOk("ca_cert"); ok {
